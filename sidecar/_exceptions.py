@@ -1,0 +1,145 @@
+"""The whole error tree of sidecar, in one place.
+
+Every error sidecar raises on purpose derives from :class:`SidecarError`, so
+``except sidecar.SidecarError`` catches them all.  Timeouts and cancellation are
+not ours: they are anyio's (``TimeoutError`` from ``anyio.fail_after``, the
+backend's cancellation exception), and sidecar never turns one into the other.
+
+Who is to blame shapes the tree:
+
+- :class:`WireError`: bytes that arrived do not make a valid Jupyter message.
+  The receive loops log and drop these; only code that calls the wire layer
+  directly sees them raised.
+- :class:`ConnectionFileError`: a connection file is missing, unreadable or
+  lacks a field.
+- :class:`KernelError`: the kernel process or its kernelspec: not found, failed
+  to start, died, restarted under us.
+- :class:`ExecutionError`: the kernel ran the code and the code raised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "ConnectionFileError",
+    "ExecutionError",
+    "InvalidSignature",
+    "KernelDied",
+    "KernelError",
+    "KernelRestarted",
+    "KernelStartError",
+    "MalformedMessage",
+    "NoSuchKernel",
+    "ReplayedMessage",
+    "SidecarError",
+    "WireError",
+]
+
+
+class SidecarError(Exception):
+    """Base class of every error sidecar raises on purpose."""
+
+
+class WireError(SidecarError):
+    """Frames that arrived do not make a valid, authentic Jupyter message."""
+
+
+class MalformedMessage(WireError):
+    """The frames are not a well-formed Jupyter message.
+
+    The message names the frame and what was expected of it, e.g. "header frame
+    is not a JSON object".
+    """
+
+
+class InvalidSignature(WireError):
+    """The HMAC signature is missing or does not match the message."""
+
+
+class ReplayedMessage(WireError):
+    """A correctly signed message whose signature was already seen: a replay."""
+
+
+class ConnectionFileError(SidecarError, ValueError):
+    """A connection file could not be read, or a field is missing or mistyped."""
+
+
+class KernelError(SidecarError):
+    """Something went wrong with the kernel itself rather than with a message."""
+
+
+class NoSuchKernel(KernelError, LookupError):
+    """No kernelspec of that name was found.
+
+    Attributes:
+        name: the kernel name asked for.
+        available: the names that were found, sorted.
+    """
+
+    def __init__(self, name: str, available: Sequence[str]) -> None:
+        self.name = name
+        self.available = sorted(available)
+        found = ", ".join(self.available) if self.available else "none"
+        super().__init__(f"no kernelspec named {name!r} (found: {found})")
+
+
+class KernelStartError(KernelError):
+    """The kernel process did not come up: it exited, or never answered in time.
+
+    Attributes:
+        exit_code: the process's exit status, or None if it was still running.
+        stderr: the tail of what the kernel wrote to stderr.
+    """
+
+    def __init__(self, reason: str, *, exit_code: int | None = None, stderr: str = "") -> None:
+        self.reason = reason
+        self.exit_code = exit_code
+        self.stderr = stderr
+        text = reason
+        if exit_code is not None:
+            text += f" (exit code {exit_code})"
+        if stderr.strip():
+            text += "\n--- kernel stderr (last lines) ---\n" + stderr.rstrip()
+        super().__init__(text)
+
+
+class KernelDied(KernelError):
+    """The kernel stopped answering: its process exited or its heartbeat stopped.
+
+    Every request waiting at that moment fails with this, and so does every later
+    request on the same connection.
+
+    Attributes:
+        exit_code: the process's exit status when sidecar owns the process and
+            it has exited, else None.
+    """
+
+    def __init__(self, reason: str, *, exit_code: int | None = None) -> None:
+        self.reason = reason
+        self.exit_code = exit_code
+        text = reason if exit_code is None else f"{reason} (exit code {exit_code})"
+        super().__init__(text)
+
+
+class KernelRestarted(KernelError):
+    """The kernel restarted while a request was waiting, so its reply will never come."""
+
+
+class ExecutionError(SidecarError):
+    """The code raised in the kernel (an ``execute_reply`` with ``status: error``).
+
+    Only raised when asked for (``execute(..., raise_on_error=True)``); by
+    default an error reply is returned as a value.
+
+    Attributes:
+        ename: the exception's class name, e.g. ``"ZeroDivisionError"``.
+        evalue: the exception's message.
+        traceback: the formatted traceback lines, ANSI colours included.
+    """
+
+    def __init__(self, ename: str, evalue: str, traceback: Sequence[str]) -> None:
+        self.ename = ename
+        self.evalue = evalue
+        self.traceback = list(traceback)
+        super().__init__(f"{ename}: {evalue}")

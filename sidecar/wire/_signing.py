@@ -1,0 +1,135 @@
+"""HMAC signing of Jupyter messages, and the replay guard.
+
+The signature covers exactly the four JSON frames (header, parent_header,
+metadata, content), fed in that order; buffers are not signed.  It travels as
+the lowercase hex digest in ASCII.  An empty key means the peers agreed not to
+sign: the signature frame is empty and nothing is checked.
+
+A prepared ``hmac`` object is copied for each message rather than built anew:
+it skips re-deriving the padded key, which is most of the cost of a small
+message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections import deque
+from collections.abc import Iterable
+from typing import Final, final
+
+from .._exceptions import InvalidSignature, ReplayedMessage
+
+__all__ = ["DEFAULT_REPLAY_WINDOW", "ReplayGuard", "Signer"]
+
+DEFAULT_REPLAY_WINDOW: Final = 2**16
+
+
+def _digestmod(scheme: str) -> str:
+    """The hashlib name behind a connection file's ``signature_scheme``."""
+    prefix, _, name = scheme.partition("-")
+    if prefix != "hmac" or not name:
+        raise ValueError(
+            f"signature_scheme {scheme!r} is not of the form 'hmac-<algorithm>', e.g. 'hmac-sha256'"
+        )
+    try:
+        hashlib.new(name)
+    except (ValueError, TypeError):
+        available = ", ".join(sorted(f"hmac-{a}" for a in hashlib.algorithms_available))
+        raise ValueError(
+            f"signature_scheme {scheme!r}: hashlib has no algorithm {name!r} "
+            f"(available: {available})"
+        ) from None
+    return name
+
+
+@final
+class Signer:
+    """Signs and verifies the four signed frames of a message.
+
+    Args:
+        key: the shared secret from the connection file. Empty means unsigned.
+        scheme: ``hmac-<algorithm>`` with any algorithm :mod:`hashlib` offers.
+
+    Raises:
+        ValueError: the scheme is not ``hmac-<name>`` or hashlib lacks ``<name>``.
+    """
+
+    __slots__ = ("_prepared", "key", "scheme")
+
+    def __init__(self, key: bytes | str = b"", scheme: str = "hmac-sha256") -> None:
+        self.key: Final = key.encode() if isinstance(key, str) else bytes(key)
+        self.scheme: Final = scheme
+        digestmod = _digestmod(scheme)
+        self._prepared = hmac.new(self.key, digestmod=digestmod) if self.key else None
+
+    @property
+    def enabled(self) -> bool:
+        """Whether messages are signed at all (a non-empty key)."""
+        return self._prepared is not None
+
+    def sign(self, parts: Iterable[bytes | memoryview]) -> bytes:
+        """The signature frame for ``parts`` (the four JSON frames, in order)."""
+        if self._prepared is None:
+            return b""
+        h = self._prepared.copy()
+        for part in parts:
+            h.update(part)
+        return h.hexdigest().encode("ascii")
+
+    def verify(self, parts: Iterable[bytes | memoryview], signature: bytes) -> None:
+        """Check ``signature`` against ``parts`` in constant time.
+
+        Raises:
+            InvalidSignature: the signature is empty while a key is set, or wrong.
+        """
+        if self._prepared is None:
+            return
+        if not signature:
+            raise InvalidSignature("message is unsigned but the connection has a key")
+        if not hmac.compare_digest(self.sign(parts), signature):
+            raise InvalidSignature(f"signature does not match ({self.scheme})")
+
+    def __repr__(self) -> str:
+        state = "signed" if self.enabled else "unsigned"
+        return f"Signer({self.scheme!r}, {state})"
+
+
+@final
+class ReplayGuard:
+    """Remembers the last ``maxlen`` signatures and refuses any seen again.
+
+    A bounded set plus a FIFO of the same signatures: one set lookup per
+    message, and the oldest is forgotten first, so memory stays flat however
+    long the connection lives.  Only feed it signatures that already verified,
+    or a forger could evict real ones.
+    """
+
+    __slots__ = ("_order", "_seen", "maxlen")
+
+    def __init__(self, maxlen: int = DEFAULT_REPLAY_WINDOW) -> None:
+        if maxlen < 1:
+            raise ValueError("maxlen must be at least 1")
+        self.maxlen: Final = maxlen
+        self._seen: set[bytes] = set()
+        self._order: deque[bytes] = deque()
+
+    def check(self, signature: bytes) -> None:
+        """Record ``signature``.
+
+        Raises:
+            ReplayedMessage: it was seen within the window.
+        """
+        seen = self._seen
+        if signature in seen:
+            raise ReplayedMessage(
+                f"signature {signature[:16].decode('ascii', 'replace')}... seen before"
+            )
+        seen.add(signature)
+        order = self._order
+        order.append(signature)
+        if len(order) > self.maxlen:
+            seen.discard(order.popleft())
+
+    def __len__(self) -> int:
+        return len(self._order)
