@@ -24,6 +24,7 @@ from collections.abc import Sequence
 __all__ = [
     "ConnectionFileError",
     "ExecutionError",
+    "HandlerError",
     "InvalidSignature",
     "KernelDied",
     "KernelError",
@@ -143,3 +144,23 @@ class ExecutionError(SidecarError):
         self.evalue = evalue
         self.traceback = list(traceback)
         super().__init__(f"{ename}: {evalue}")
+
+
+class HandlerError(SidecarError):
+    """One or more handlers raised while the request ran.
+
+    The request itself completed (the kernel is fine and the connection is
+    usable); the handlers' exceptions are in :attr:`errors`, the first also
+    as ``__cause__``.
+
+    Attributes:
+        errors: every exception a handler raised, in order.
+        reply: the reply content the request got.
+    """
+
+    def __init__(self, errors: Sequence[Exception], reply: object) -> None:
+        self.errors = list(errors)
+        self.reply = reply
+        first = self.errors[0]
+        more = f" (and {len(self.errors) - 1} more)" if len(self.errors) > 1 else ""
+        super().__init__(f"a handler raised {type(first).__name__}: {first}{more}")

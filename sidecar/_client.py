@@ -1,0 +1,850 @@
+"""The client: a kernel you can send requests to, by launching it or connecting to it.
+
+Every request method is an *action*: it registers an inbox for the request's
+``msg_id``, sends, hands every message caused by the request to the handlers in
+arrival order, and returns the typed reply content once the kernel has sent
+both the reply and ``status: idle`` (see ``_request``).  Awaiting it is a
+cancellable scope: cancel it, or let ``timeout=`` or an enclosing
+``anyio.fail_after`` expire, and an execute interrupts the kernel, waits
+(bounded) for the request to finish, and then lets the cancellation or
+``TimeoutError`` through, leaving the kernel ready for the next request.
+
+Handlers run in the task that awaits the action, never in a receive loop, so a
+slow handler slows only its own action.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import sys
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any, Final, Literal, TypeAlias, TypeVar, final
+
+import anyio
+import anyio.abc
+import msgspec
+import zmq
+
+from ._connection import Channel, Connection, Inbox, open_connection
+from ._exceptions import (
+    ExecutionError,
+    HandlerError,
+    KernelDied,
+    KernelRestarted,
+    KernelStartError,
+)
+from ._kernelspec import KernelSpec, get_kernelspec
+from ._process import KernelFiles, KernelProcess, make_kernel_files, start_kernel_process
+from ._request import RequestState
+from .wire import (
+    AbortedReply,
+    CommInfoReply,
+    CommInfoRequest,
+    CompleteReply,
+    CompleteRequest,
+    ConnectionInfo,
+    CreateSubshellReply,
+    DebugReply,
+    DebugRequest,
+    DeleteSubshellReply,
+    DeleteSubshellRequest,
+    ErrorReply,
+    ExecuteReply,
+    ExecuteRequest,
+    HistoryReply,
+    HistoryRequest,
+    InputReply,
+    InspectReply,
+    InspectRequest,
+    InterruptReply,
+    IsCompleteReply,
+    IsCompleteRequest,
+    KernelInfoReply,
+    ListSubshellReply,
+    Message,
+    Session,
+    ShutdownReply,
+    ShutdownRequest,
+    read_connection_file,
+)
+
+__all__ = ["Handler", "Kernel", "StdinCallback", "connect", "launch"]
+
+log = logging.getLogger("sidecar")
+
+T = TypeVar("T")
+Handler: TypeAlias = Any
+"""A handler: a callable taking each :class:`~sidecar.wire.Message` (sync or
+async), or an object whose ``on_<msg_type>`` methods (sync or async) get the
+messages of that type; such an object's ``__call__``, if any, gets the rest."""
+
+StdinCallback: TypeAlias = Callable[[str, bool], Awaitable[str]]
+"""Answers ``input()`` in the kernel: ``await callback(prompt, password)`` -> the text."""
+
+DEFAULT_GRACE: Final = 5.0
+DEFAULT_CANCEL_WAIT: Final = 10.0
+_LATE_MEMORY: Final = 256
+
+
+def _dispatch_targets(handlers: Sequence[Handler], msg_type: str) -> list[Callable[..., Any]]:
+    targets = []
+    for handler in handlers:
+        method = getattr(handler, f"on_{msg_type}", None)
+        if method is not None:
+            targets.append(method)
+        elif callable(handler):
+            targets.append(handler)
+    return targets
+
+
+async def _call_handlers(
+    handlers: Sequence[Handler], message: Message, errors: list[Exception] | None
+) -> None:
+    if not handlers:
+        return
+    for target in _dispatch_targets(handlers, message.msg_type):
+        try:
+            result = target(message)
+            if inspect.isawaitable(result):
+                await result
+        except Exception as e:
+            log.exception("handler %r raised on %s", target, message.msg_type)
+            if errors is not None:
+                errors.append(e)
+
+
+@final
+class Kernel:
+    """A connected kernel.  Get one from :func:`launch` or :func:`connect`.
+
+    Attributes:
+        connection_info: where the kernel listens.
+        info: the kernel_info reply it gave when it became ready.
+        process: the kernel process when sidecar launched it, else None.
+        spec: the kernelspec it was launched from, else None.
+    """
+
+    def __init__(
+        self,
+        connection: Connection,
+        task_group: anyio.abc.TaskGroup,
+        *,
+        process: KernelProcess | None = None,
+        spec: KernelSpec | None = None,
+        interrupt_mode: Literal["signal", "message"] = "message",
+        grace: float = DEFAULT_GRACE,
+        files: KernelFiles | None = None,
+        start_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._conn = connection
+        self._files = files
+        self._start_options = dict(start_options or {})
+        self._tg = task_group
+        self.process = process
+        self.spec = spec
+        self.interrupt_mode: Literal["signal", "message"] = interrupt_mode
+        self.grace = grace
+        self.info: KernelInfoReply | None = None
+        self._late: OrderedDict[str, Sequence[Handler]] = OrderedDict()
+        self._restarting = False
+
+    # -- properties ------------------------------------------------------------
+
+    @property
+    def connection_info(self) -> ConnectionInfo:
+        return self._conn.info
+
+    @property
+    def session(self) -> Session:
+        return self._conn.session
+
+    @property
+    def connection(self) -> Connection:
+        """The underlying channels (routing, observers, statistics)."""
+        return self._conn
+
+    @property
+    def execution_state(self) -> str:
+        """The kernel's last published state: ``busy``, ``idle``, ``starting``..."""
+        return self._conn.execution_state
+
+    # -- the action machinery ------------------------------------------------------
+
+    async def request(
+        self,
+        channel: Channel,
+        msg_type: str,
+        content: Any = None,
+        *,
+        handlers: Sequence[Handler] = (),
+        timeout: float | None = None,
+        needs_idle: bool = True,
+        interrupt_on_cancel: bool = False,
+        stdin: StdinCallback | None = None,
+        subshell_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Send any request and wait until it is done; the reply's content.
+
+        The building block of every request method; use it for message types
+        sidecar has no method for.
+
+        Args:
+            channel: ``"shell"`` or ``"control"``.
+            handlers: get every message the request causes, reply included.
+            timeout: seconds before ``TimeoutError``.
+            needs_idle: wait for ``status: idle`` as well as the reply.
+            interrupt_on_cancel: on cancel or timeout, interrupt the kernel and
+                wait (bounded) for the request to finish before re-raising.
+            stdin: answers ``input_request`` messages of this request.
+
+        Raises:
+            KernelDied: the kernel died before the request was done.
+            KernelRestarted: the kernel restarted before the request was done.
+            HandlerError: a handler raised (the request itself completed).
+            TimeoutError: ``timeout`` expired.
+        """
+        conn = self._conn
+        kwargs: dict[str, Any] = {} if subshell_id is None else {"subshell_id": subshell_id}
+        message = conn.session.message(msg_type, content, metadata=metadata, **kwargs)
+        msg_id = message.msg_id
+        inbox = conn.register(msg_id)
+        state = RequestState(channel, needs_idle=needs_idle)
+        errors: list[Exception] = []
+        try:
+            with anyio.fail_after(timeout) if timeout is not None else _no_scope():
+                try:
+                    await conn.send(channel, message)
+                    await self._consume(inbox, state, handlers, errors, stdin)
+                except anyio.get_cancelled_exc_class():
+                    if interrupt_on_cancel and not state.done:
+                        with anyio.CancelScope(shield=True):
+                            await self._abandon(inbox, state, handlers, stdin)
+                    raise
+        finally:
+            conn.unregister(msg_id)
+            if handlers:
+                self._remember_late(msg_id, handlers)
+        reply = state.reply
+        assert reply is not None
+        if errors:
+            raise HandlerError(errors, reply.content) from errors[0]
+        return reply.content
+
+    async def _consume(
+        self,
+        inbox: Inbox,
+        state: RequestState,
+        handlers: Sequence[Handler],
+        errors: list[Exception] | None,
+        stdin: StdinCallback | None,
+    ) -> None:
+        deadline: float | None = None
+        while not state.done:
+            if deadline is None:
+                channel, message = await inbox.get()
+            else:
+                with anyio.move_on_after(deadline - anyio.current_time()) as scope:
+                    channel, message = await inbox.get()
+                if scope.cancelled_caught:
+                    self._complete_half(state)
+                    return
+            kind = state.feed(channel, message)
+            if kind == "stdin":
+                await self._answer_stdin(message, stdin)
+            await _call_handlers(handlers, message, errors)
+            if deadline is None and state.half_done:
+                deadline = anyio.current_time() + self.grace
+
+    def _complete_half(self, state: RequestState) -> None:
+        if state.reply is None:
+            # Idle without a reply: nothing to return.  Fail like a dead kernel
+            # would, rather than inventing a reply.
+            raise KernelDied(f"the kernel went idle but sent no reply within {self.grace} s")
+        log.warning(
+            "%s: got the reply but no idle within %.1f s; completing anyway",
+            state.reply.msg_type,
+            self.grace,
+        )
+        state.done = True
+
+    async def _abandon(
+        self,
+        inbox: Inbox,
+        state: RequestState,
+        handlers: Sequence[Handler],
+        stdin: StdinCallback | None,
+    ) -> None:
+        """After a cancel: interrupt our request once it runs, wait until it is done."""
+        with anyio.move_on_after(DEFAULT_CANCEL_WAIT) as scope:
+            try:
+                while not state.started:
+                    channel, message = await inbox.get()
+                    if state.feed(channel, message) == "stdin":
+                        await self._answer_stdin(message, None)
+                    await _call_handlers(handlers, message, None)
+                if not state.done:
+                    await self.interrupt()
+                    await self._consume(inbox, state, handlers, None, stdin)
+            except (KernelDied, KernelRestarted):
+                return
+        if scope.cancelled_caught:
+            log.warning("the cancelled request did not finish within %s s", DEFAULT_CANCEL_WAIT)
+
+    async def _answer_stdin(self, message: Message, stdin: StdinCallback | None) -> None:
+        if message.msg_type != "input_request":
+            return
+        request = message.content
+        if stdin is None:
+            # The kernel is blocked in input(): answering is the only way to
+            # unblock it.  Say clearly in the value that nobody could answer.
+            log.warning("input_request with no stdin callback; answering with an empty string")
+            value = ""
+        else:
+            value = await stdin(request.prompt, request.password)
+        reply = self._conn.session.message("input_reply", InputReply(value=value), parent=message)
+        await self._conn.send("stdin", reply)
+
+    def _remember_late(self, msg_id: str, handlers: Sequence[Handler]) -> None:
+        late = self._late
+        late[msg_id] = handlers
+        if len(late) > _LATE_MEMORY:
+            late.popitem(last=False)
+
+    async def _route_late(self) -> None:
+        """Hand output that arrives after a request finished to its handlers."""
+        with self._conn.observe(max_buffer=10_000) as unsolicited:
+            async for _channel, message in unsolicited:
+                parent = message.parent_id
+                handlers = self._late.get(parent) if parent is not None else None
+                if handlers:
+                    await _call_handlers(handlers, message, None)
+
+    # -- shell requests ------------------------------------------------------------
+
+    async def execute(
+        self,
+        code: str,
+        *,
+        handlers: Sequence[Handler] = (),
+        silent: bool = False,
+        store_history: bool = True,
+        user_expressions: Mapping[str, str] | None = None,
+        allow_stdin: bool | None = None,
+        stop_on_error: bool = True,
+        stdin: StdinCallback | None = None,
+        timeout: float | None = None,
+        raise_on_error: bool = False,
+        subshell_id: str | None = None,
+    ) -> ExecuteReply | ErrorReply | AbortedReply:
+        """Run ``code``; the reply once it is done (reply and idle both in).
+
+        Cancelling, or ``timeout``, interrupts the kernel and waits (bounded)
+        for this request to finish before re-raising, so the kernel is ready
+        for the next one.
+
+        Args:
+            handlers: see :data:`Handler`; they get busy, execute_input, every
+                output, idle and the reply, in arrival order.
+            allow_stdin: defaults to whether ``stdin`` is given. Without a
+                callback the kernel raises ``StdinNotImplementedError`` on
+                ``input()``, a clear error rather than a hang.
+            stdin: ``await stdin(prompt, password)`` answers ``input()``.
+            raise_on_error: raise :class:`~sidecar.ExecutionError` for an error
+                reply instead of returning it.
+            subshell_id: run in this subshell (see :meth:`create_subshell`).
+
+        Raises:
+            ExecutionError: the code raised and ``raise_on_error`` is set.
+            KernelDied: the kernel died meanwhile.
+            TimeoutError: ``timeout`` expired (the kernel was interrupted).
+        """
+        if allow_stdin is None:
+            allow_stdin = stdin is not None
+        reply: ExecuteReply | ErrorReply | AbortedReply = await self.request(
+            "shell",
+            "execute_request",
+            ExecuteRequest(
+                code=code,
+                silent=silent,
+                store_history=store_history,
+                user_expressions=dict(user_expressions or {}),
+                allow_stdin=allow_stdin,
+                stop_on_error=stop_on_error,
+            ),
+            handlers=handlers,
+            timeout=timeout,
+            interrupt_on_cancel=True,
+            stdin=stdin,
+            subshell_id=subshell_id,
+        )
+        if raise_on_error and isinstance(reply, ErrorReply):
+            raise ExecutionError(reply.ename, reply.evalue, reply.traceback)
+        return reply
+
+    async def kernel_info(
+        self, *, channel: Channel = "shell", timeout: float | None = None
+    ) -> KernelInfoReply | ErrorReply | AbortedReply:
+        """The kernel's kernel_info reply (protocol version, language...)."""
+        result: KernelInfoReply | ErrorReply | AbortedReply = await self.request(
+            channel, "kernel_info_request", timeout=timeout
+        )
+        return result
+
+    async def complete(
+        self, code: str, cursor_pos: int | None = None, *, timeout: float | None = None
+    ) -> CompleteReply | ErrorReply | AbortedReply:
+        """Completions at ``cursor_pos`` (default: end of ``code``)."""
+        pos = len(code) if cursor_pos is None else cursor_pos
+        result: CompleteReply | ErrorReply | AbortedReply = await self.request(
+            "shell", "complete_request", CompleteRequest(code=code, cursor_pos=pos), timeout=timeout
+        )
+        return result
+
+    async def inspect(
+        self,
+        code: str,
+        cursor_pos: int | None = None,
+        *,
+        detail_level: Literal[0, 1] = 0,
+        timeout: float | None = None,
+    ) -> InspectReply | ErrorReply | AbortedReply:
+        """Introspection (docstring, signature) of the name at ``cursor_pos``."""
+        pos = len(code) if cursor_pos is None else cursor_pos
+        content = InspectRequest(code=code, cursor_pos=pos, detail_level=detail_level)
+        result: InspectReply | ErrorReply | AbortedReply = await self.request(
+            "shell", "inspect_request", content, timeout=timeout
+        )
+        return result
+
+    async def history(
+        self,
+        hist_access_type: Literal["range", "tail", "search"] = "tail",
+        *,
+        output: bool = False,
+        raw: bool = True,
+        session: int | None = None,
+        start: int | None = None,
+        stop: int | None = None,
+        n: int | None = None,
+        pattern: str | None = None,
+        unique: bool = False,
+        timeout: float | None = None,
+    ) -> HistoryReply | ErrorReply | AbortedReply:
+        """Input (and optionally output) history: a range, the tail, or a search."""
+        fields: dict[str, Any] = {
+            "output": output,
+            "raw": raw,
+            "hist_access_type": hist_access_type,
+        }
+        if hist_access_type == "range":
+            fields.update(session=session or 0, start=start or 0)
+            if stop is not None:
+                fields["stop"] = stop
+        elif hist_access_type == "tail":
+            fields["n"] = 10 if n is None else n
+        else:
+            fields.update(pattern=pattern or "*", unique=unique)
+            if n is not None:
+                fields["n"] = n
+        result: HistoryReply | ErrorReply | AbortedReply = await self.request(
+            "shell", "history_request", HistoryRequest(**fields), timeout=timeout
+        )
+        return result
+
+    async def is_complete(
+        self, code: str, *, timeout: float | None = None
+    ) -> IsCompleteReply | ErrorReply | AbortedReply:
+        """Whether ``code`` is complete, incomplete (and the indent), or invalid."""
+        result: IsCompleteReply | ErrorReply | AbortedReply = await self.request(
+            "shell", "is_complete_request", IsCompleteRequest(code=code), timeout=timeout
+        )
+        return result
+
+    async def comm_info(
+        self, target_name: str | None = None, *, timeout: float | None = None
+    ) -> CommInfoReply | ErrorReply | AbortedReply:
+        """The open comms, optionally only those of ``target_name``."""
+        content = (
+            CommInfoRequest() if target_name is None else CommInfoRequest(target_name=target_name)
+        )
+        result: CommInfoReply | ErrorReply | AbortedReply = await self.request(
+            "shell", "comm_info_request", content, timeout=timeout
+        )
+        return result
+
+    async def send_comm(
+        self,
+        msg_type: Literal["comm_open", "comm_msg", "comm_close"],
+        content: Any,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        buffers: Sequence[bytes] = (),
+    ) -> Message:
+        """Send a comm message on shell (comm messages have no reply); the message sent."""
+        message = self._conn.session.message(msg_type, content, metadata=metadata, buffers=buffers)
+        await self._conn.send("shell", message)
+        return message
+
+    # -- control requests --------------------------------------------------------------
+
+    async def interrupt(self, *, timeout: float | None = 10.0) -> None:
+        """Interrupt what the kernel runs, by its ``interrupt_mode``.
+
+        ``signal`` sends SIGINT to the kernel's process group (only possible
+        for a kernel sidecar launched); ``message`` sends ``interrupt_request``
+        on control and waits for the reply.
+        """
+        if self.interrupt_mode == "signal" and self.process is not None:
+            self.process.interrupt()
+            return
+        reply: InterruptReply | ErrorReply | AbortedReply = await self.request(
+            "control", "interrupt_request", timeout=timeout
+        )
+        if isinstance(reply, ErrorReply):
+            log.warning("interrupt_request failed: %s: %s", reply.ename, reply.evalue)
+
+    async def shutdown(
+        self, *, restart: bool = False, timeout: float | None = 5.0
+    ) -> ShutdownReply | ErrorReply | AbortedReply:
+        """Ask the kernel to shut down (or restart itself); its reply.
+
+        For a kernel sidecar launched, leaving the ``async with`` block does
+        this and makes sure the process is gone; use :meth:`restart` to
+        restart one.  Done on the reply alone: a kernel may exit before its
+        idle reaches us.
+        """
+        result: ShutdownReply | ErrorReply | AbortedReply = await self.request(
+            "control",
+            "shutdown_request",
+            ShutdownRequest(restart=restart),
+            timeout=timeout,
+            needs_idle=False,
+        )
+        return result
+
+    async def debug_request(
+        self,
+        command: str,
+        arguments: Mapping[str, Any] | None = None,
+        *,
+        seq: int = 1,
+        handlers: Sequence[Handler] = (),
+        timeout: float | None = None,
+    ) -> DebugReply:
+        """A Debug Adapter Protocol request on control; the DAP response."""
+        content = DebugRequest(seq=seq, command=command)
+        if arguments is not None:
+            content = DebugRequest(seq=seq, command=command, arguments=dict(arguments))
+        result: DebugReply = await self.request(
+            "control", "debug_request", content, handlers=handlers, timeout=timeout
+        )
+        return result
+
+    async def create_subshell(
+        self, *, timeout: float | None = 10.0
+    ) -> CreateSubshellReply | ErrorReply | AbortedReply:
+        """Create a subshell (protocol 5.5): run code concurrently with the main shell."""
+        result: CreateSubshellReply | ErrorReply | AbortedReply = await self.request(
+            "control", "create_subshell_request", timeout=timeout
+        )
+        return result
+
+    async def delete_subshell(
+        self, subshell_id: str, *, timeout: float | None = 10.0
+    ) -> DeleteSubshellReply | ErrorReply | AbortedReply:
+        """Delete a subshell made by :meth:`create_subshell`."""
+        result: DeleteSubshellReply | ErrorReply | AbortedReply = await self.request(
+            "control",
+            "delete_subshell_request",
+            DeleteSubshellRequest(subshell_id=subshell_id),
+            timeout=timeout,
+        )
+        return result
+
+    async def list_subshell(
+        self, *, timeout: float | None = 10.0
+    ) -> ListSubshellReply | ErrorReply | AbortedReply:
+        """The ids of the kernel's subshells."""
+        result: ListSubshellReply | ErrorReply | AbortedReply = await self.request(
+            "control", "list_subshell_request", timeout=timeout
+        )
+        return result
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def _wait_ready(self, timeout: float) -> None:
+        with anyio.fail_after(timeout):
+            reply = (await self._conn.wait_ready()).content
+        if isinstance(reply, KernelInfoReply):
+            self.info = reply
+
+    async def restart(self, *, timeout: float = 60.0) -> None:
+        """Restart the kernel: a fresh process on the same connection.
+
+        Requests waiting at that moment fail with
+        :class:`~sidecar.KernelRestarted`.  For a kernel sidecar did not launch,
+        this asks the kernel to restart itself (``shutdown_request`` with
+        ``restart=True``) and waits for it to answer again.
+        """
+        conn = self._conn
+        process = self.process
+        if process is None:
+            with anyio.move_on_after(5.0):
+                await self.shutdown(restart=True)
+            conn.fail_waiting(KernelRestarted("the kernel is restarting"))
+            await self._wait_ready(timeout)
+            return
+        spec, files = self.spec, self._files
+        assert spec is not None
+        assert files is not None
+        self._restarting = True
+        try:
+            with anyio.move_on_after(2.5):
+                await self.shutdown(restart=True, timeout=None)
+            await process.stop()
+            conn.fail(KernelRestarted("the kernel was restarted"))
+            conn.revive()
+            self.process = await _start_process(spec, files, self._tg, self._start_options)
+            self._tg.start_soon(_watch_process, self, self.process)
+            await self._wait_ready(timeout)
+        finally:
+            self._restarting = False
+
+
+class _NoScope:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _no_scope() -> _NoScope:
+    return _NoScope()
+
+
+async def _watch_process(kernel: Kernel, process: KernelProcess) -> None:
+    code = await process.wait()
+    if process.stopping or kernel._restarting:
+        return
+    kernel._conn.fail(KernelDied("the kernel process exited", exit_code=code))
+
+
+async def _start_process(
+    spec: KernelSpec, files: KernelFiles, tg: anyio.abc.TaskGroup, options: Mapping[str, Any]
+) -> KernelProcess:
+    try:
+        return await start_kernel_process(spec, files, tg, **options)
+    except OSError as e:
+        raise KernelStartError(f"cannot start kernel {spec.name!r} ({spec.argv[0]}): {e}") from e
+
+
+async def _ready_or_died(kernel: Kernel, timeout: float) -> None:
+    """Wait until the kernel is ready; for a launched one, explain a failure."""
+    try:
+        await kernel._wait_ready(timeout)
+    except (KernelDied, TimeoutError) as e:
+        process = kernel.process
+        if process is None:
+            raise
+        with anyio.CancelScope(shield=True):
+            with anyio.move_on_after(0.5):
+                await process.wait()
+            await anyio.sleep(0.05)  # the last lines of stderr
+        reason = (
+            "the kernel exited during start-up"
+            if process.returncode is not None
+            else f"the kernel did not answer within {timeout} s"
+        )
+        raise KernelStartError(
+            reason, exit_code=process.returncode, stderr=process.log_tail()
+        ) from e
+
+
+@asynccontextmanager
+async def connect(
+    connection: str | os.PathLike[str] | ConnectionInfo,
+    *,
+    ready_timeout: float = 30.0,
+    heartbeat_interval: float | None = 2.0,
+    interrupt_mode: Literal["signal", "message"] = "message",
+    context: zmq.Context[Any] | None = None,
+) -> AsyncIterator[Kernel]:
+    """Connect to a kernel someone else started, by its connection file.
+
+    Returns once every channel is proven live.  Leaving the block closes the
+    sockets and leaves the kernel running: call :meth:`Kernel.shutdown` to
+    stop it.
+
+    Raises:
+        ConnectionFileError: the file is missing or invalid.
+        TimeoutError: the kernel did not answer within ``ready_timeout``.
+        KernelDied: its heartbeat stopped while connecting.
+    """
+    info = (
+        connection if isinstance(connection, ConnectionInfo) else read_connection_file(connection)
+    )
+    body_error: BaseException | None = None
+    async with (
+        open_connection(info, heartbeat_interval=heartbeat_interval, context=context) as conn,
+        anyio.create_task_group() as tg,
+    ):
+        kernel = Kernel(conn, tg, interrupt_mode=interrupt_mode)
+        tg.start_soon(kernel._route_late)
+        await _ready_or_died(kernel, ready_timeout)
+        try:
+            yield kernel
+        except BaseException as e:
+            # Re-raised below, outside the task group, so the caller gets
+            # its own exception rather than an ExceptionGroup around it.
+            body_error = e
+        finally:
+            tg.cancel_scope.cancel()
+    if body_error is not None:
+        raise body_error
+
+
+_PORT_IN_USE: Final = ("Address already in use", "EADDRINUSE")
+
+
+@asynccontextmanager
+async def launch(
+    kernel_name: str = "python3",
+    *,
+    transport: Literal["ipc", "tcp"] | None = None,
+    ip: str = "127.0.0.1",
+    encrypt: bool = False,
+    cwd: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    startup_timeout: float = 60.0,
+    shutdown_timeout: float = 5.0,
+    heartbeat_interval: float | None = 2.0,
+    context: zmq.Context[Any] | None = None,
+    start_attempts: int = 3,
+) -> AsyncIterator[Kernel]:
+    """Launch a kernel from its kernelspec, and own it for the block.
+
+    The kernel runs in its own process group.  Leaving the block, whatever
+    happened in it (error, cancellation, timeout), asks the kernel to shut
+    down, then terminates and kills its process group, reaps it, and removes
+    its connection file.
+
+    Args:
+        kernel_name: the kernelspec's name.
+        transport: ``"ipc"`` (the default on POSIX: no port race, nothing
+            reachable from the network) or ``"tcp"`` on ``ip``.
+        encrypt: for TCP, give the kernel a CurveZMQ keypair so its traffic is
+            encrypted (the kernel must support it).
+        cwd: the kernel's working directory.
+        env: variables added to the kernel's environment.
+        startup_timeout: seconds until the kernel must answer kernel_info.
+        shutdown_timeout: seconds a kernel gets to exit before it is killed.
+        heartbeat_interval: seconds between heartbeats; None for none.
+        start_attempts: a kernel that cannot bind its ports is retried this
+            many times on fresh ports.
+
+    Raises:
+        NoSuchKernel: no kernelspec of that name.
+        KernelStartError: the kernel exited or did not answer in time (the
+            error carries the tail of its output).
+    """
+    spec = get_kernelspec(kernel_name)
+    if transport is None:
+        transport = "tcp" if sys.platform == "win32" else "ipc"
+    options = _LaunchOptions(
+        transport=transport,
+        ip=ip,
+        encrypt=encrypt,
+        process={"cwd": cwd, "env": env},
+        startup_timeout=startup_timeout,
+        shutdown_timeout=shutdown_timeout,
+        heartbeat_interval=heartbeat_interval,
+        context=context,
+    )
+    for attempt in range(1, start_attempts + 1):
+        stack = AsyncExitStack()
+        try:
+            kernel = await stack.enter_async_context(_launch_once(spec, options))
+        except KernelStartError as e:
+            if attempt < start_attempts and any(s in e.stderr for s in _PORT_IN_USE):
+                log.info("the kernel could not bind its ports; retrying on fresh ones")
+                continue
+            raise
+        break
+    async with stack:
+        yield kernel
+
+
+class _LaunchOptions(msgspec.Struct, kw_only=True, frozen=True):
+    transport: Literal["ipc", "tcp"]
+    ip: str
+    encrypt: bool
+    process: dict[str, Any]
+    startup_timeout: float
+    shutdown_timeout: float
+    heartbeat_interval: float | None
+    context: Any
+
+
+@asynccontextmanager
+async def _launch_once(spec: KernelSpec, options: _LaunchOptions) -> AsyncIterator[Kernel]:
+    files = make_kernel_files(
+        spec.name, transport=options.transport, ip=options.ip, curve=options.encrypt
+    )
+    body_error: BaseException | None = None
+    kernel: Kernel | None = None
+    try:
+        async with anyio.create_task_group() as tg:
+            process = await _start_process(spec, files, tg, options.process)
+            try:
+                async with open_connection(
+                    files.info,
+                    heartbeat_interval=options.heartbeat_interval,
+                    context=options.context,
+                ) as conn:
+                    kernel = Kernel(
+                        conn,
+                        tg,
+                        process=process,
+                        spec=spec,
+                        interrupt_mode=spec.interrupt_mode,
+                        files=files,
+                        start_options=options.process,
+                    )
+                    tg.start_soon(_watch_process, kernel, process)
+                    tg.start_soon(kernel._route_late)
+                    await _ready_or_died(kernel, options.startup_timeout)
+                    try:
+                        yield kernel
+                    except BaseException as e:
+                        body_error = e
+                    await _shutdown(kernel, options.shutdown_timeout)
+            finally:
+                # Whatever happened, the process (the current one, after
+                # restarts) is gone when we leave.
+                last = kernel.process if kernel is not None and kernel.process else process
+                await last.stop(options.shutdown_timeout)
+                tg.cancel_scope.cancel()
+    finally:
+        files.remove()
+    if body_error is not None:
+        raise body_error
+
+
+async def _shutdown(kernel: Kernel, timeout: float) -> None:
+    """Ask politely, bounded and shielded; :meth:`KernelProcess.stop` does the rest."""
+    process = kernel.process
+    if process is None or process.returncode is not None or kernel._conn.error is not None:
+        return
+    with anyio.CancelScope(shield=True), anyio.move_on_after(timeout / 2):
+        try:
+            await kernel.shutdown(timeout=None)
+        except (KernelDied, KernelRestarted):
+            return
+        process.stopping = True
+        await process.wait()

@@ -1,0 +1,478 @@
+"""The five channels of one kernel, their receive loops, and routing.
+
+:func:`open_connection` opens shell, control and stdin (DEALER sockets sharing
+the session id as their ZeroMQ identity, which is what lets the kernel's stdin
+ROUTER reach us), iopub (SUB, everything) and heartbeat (REQ).  One pump task
+per socket runs in a task group owned by the ``async with`` block, so none
+outlives it.
+
+Every incoming message is verified and decoded once, at ingress, then routed by
+``parent_header.msg_id`` to the :class:`Inbox` of the request that caused it.
+Messages no one registered for go to observers (:meth:`Connection.observe`);
+with no observer they are counted and logged at debug level.  Frames that fail
+verification are logged and dropped; the pump goes on.
+
+Failure is sticky: once the kernel is known dead (:meth:`Connection.fail`),
+every waiting inbox raises the error and every later request fails at once.
+A restart seen on the wire (``status: starting``/``restarting`` or a new kernel
+session id) fails the waiting inboxes with :class:`~sidecar.KernelRestarted`
+and leaves the connection usable.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
+from typing import Any, Final, Literal, final
+
+import anyio
+import msgspec
+import zmq
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from zmq.utils.monitor import parse_monitor_message
+
+from ._exceptions import KernelDied, KernelRestarted, WireError
+from ._zmq import AsyncSocket
+from .wire import ConnectionInfo, Message, Session
+
+__all__ = ["Channel", "Connection", "Inbox", "open_connection"]
+
+log = logging.getLogger("sidecar.connection")
+
+Channel = Literal["shell", "control", "stdin", "iopub"]
+
+# How long a DEALER waits before retrying a connect.  ZeroMQ's 100 ms default
+# is what makes stdin and control join late when we connect before the kernel
+# has bound; an input_request sent in that window is dropped by the kernel's
+# ROUTER.  Backoff up to a second keeps a dead endpoint cheap.
+_RECONNECT_IVL_MS: Final = 10
+_RECONNECT_IVL_MAX_MS: Final = 1000
+
+
+class Statistics(msgspec.Struct, frozen=True, kw_only=True):
+    """Counters of one connection, for :meth:`Connection.statistics`."""
+
+    received: int
+    routed: int
+    unsolicited: int
+    dropped_invalid: int
+    dropped_unobserved: int
+    waiting: int
+
+
+@final
+class Inbox:
+    """Where the messages caused by one request are delivered, in arrival order.
+
+    The pumps put messages in without ever blocking; the request's task takes
+    them out.  Failing it makes the taker raise once the queue is drained.
+    """
+
+    __slots__ = ("_error", "_items", "_ready", "msg_id")
+
+    def __init__(self, msg_id: str) -> None:
+        self.msg_id = msg_id
+        self._items: deque[tuple[Channel, Message]] = deque()
+        self._ready = anyio.Event()
+        self._error: BaseException | None = None
+
+    def put(self, channel: Channel, message: Message) -> None:
+        self._items.append((channel, message))
+        self._ready.set()
+
+    def fail(self, error: BaseException) -> None:
+        if self._error is None:
+            self._error = error
+        self._ready.set()
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def get_nowait(self) -> tuple[Channel, Message] | None:
+        """The next message, or None if none has arrived (raises if failed)."""
+        if self._items:
+            return self._items.popleft()
+        if self._error is not None:
+            raise self._error
+        return None
+
+    async def get(self) -> tuple[Channel, Message]:
+        """The next message, waiting for it.
+
+        Raises:
+            KernelDied, KernelRestarted: the inbox was failed and is empty.
+        """
+        while True:
+            item = self.get_nowait()
+            if item is not None:
+                await anyio.lowlevel.checkpoint()
+                return item
+            await self._ready.wait()
+            if not self._items and self._error is None:
+                self._ready = anyio.Event()
+
+
+@final
+class Connection:
+    """The open channels of one kernel.  Made by :func:`open_connection`."""
+
+    def __init__(
+        self,
+        info: ConnectionInfo,
+        session: Session,
+        sockets: dict[Channel, AsyncSocket],
+        monitors: list[AsyncSocket],
+    ) -> None:
+        self.info: Final = info
+        self.session: Final = session
+        self._sockets = sockets
+        self._monitors = monitors
+        self._routes: dict[str, Inbox] = {}
+        self._observers: list[MemoryObjectSendStream[tuple[Channel, Message]]] = []
+        self._error: BaseException | None = None
+        self._iopub_seen = anyio.Event()
+        self._kernel_session: str | None = None
+        self.execution_state: str = "unknown"
+        self._received = 0
+        self._routed = 0
+        self._unsolicited = 0
+        self._dropped_invalid = 0
+        self._dropped_unobserved = 0
+
+    # -- state -----------------------------------------------------------------
+
+    @property
+    def error(self) -> BaseException | None:
+        """Why the connection is unusable (e.g. :class:`~sidecar.KernelDied`), if it is."""
+        return self._error
+
+    @property
+    def kernel_session(self) -> str | None:
+        """The kernel's own session id, once a message from it arrived."""
+        return self._kernel_session
+
+    def statistics(self) -> Statistics:
+        return Statistics(
+            received=self._received,
+            routed=self._routed,
+            unsolicited=self._unsolicited,
+            dropped_invalid=self._dropped_invalid,
+            dropped_unobserved=self._dropped_unobserved,
+            waiting=len(self._routes),
+        )
+
+    def fail(self, error: BaseException) -> None:
+        """Mark the kernel unusable: every waiting and later request raises ``error``."""
+        if self._error is not None:
+            return
+        self._error = error
+        log.debug("connection failed: %s", error)
+        for inbox in self._routes.values():
+            inbox.fail(error)
+
+    def revive(self) -> None:
+        """Clear a failure after the kernel was restarted under the same connection."""
+        self._error = None
+        self._kernel_session = None
+
+    def fail_waiting(self, error: BaseException) -> None:
+        """Fail the requests waiting now, but not later ones (used on restart)."""
+        for inbox in self._routes.values():
+            inbox.fail(error)
+
+    # -- routing -----------------------------------------------------------------
+
+    def register(self, msg_id: str) -> Inbox:
+        """An inbox for the replies and outputs of the request ``msg_id``.
+
+        Register *before* sending, so that nothing can arrive unrouted.
+
+        Raises:
+            KernelDied: the kernel is already known dead.
+        """
+        if self._error is not None:
+            raise self._error
+        inbox = self._routes[msg_id] = Inbox(msg_id)
+        return inbox
+
+    def unregister(self, msg_id: str) -> None:
+        self._routes.pop(msg_id, None)
+
+    @contextmanager
+    def observe(
+        self, max_buffer: int = 1000
+    ) -> Iterator[MemoryObjectReceiveStream[tuple[Channel, Message]]]:
+        """Receive every message no request is registered for, while in the block.
+
+        When the observer falls ``max_buffer`` messages behind, newer ones are
+        dropped for it (and logged) rather than stalling the receive loops.
+        """
+        send, receive = anyio.create_memory_object_stream[tuple[Channel, Message]](max_buffer)
+        self._observers.append(send)
+        try:
+            with receive:
+                yield receive
+        finally:
+            self._observers.remove(send)
+            send.close()
+
+    def _deliver(self, channel: Channel, message: Message) -> None:
+        parent = message.parent_id
+        inbox = self._routes.get(parent) if parent is not None else None
+        if inbox is not None:
+            self._routed += 1
+            inbox.put(channel, message)
+            return
+        self._unsolicited += 1
+        if not self._observers:
+            self._dropped_unobserved += 1
+            log.debug("no one waits for %s on %s (parent %s)", message.msg_type, channel, parent)
+            return
+        for observer in self._observers:
+            try:
+                observer.send_nowait((channel, message))
+            except anyio.WouldBlock:
+                self._dropped_unobserved += 1
+                log.warning("observer is full: dropped %s on %s", message.msg_type, channel)
+
+    def _on_frames(self, channel: Channel, frames: list[bytes]) -> None:
+        self._received += 1
+        try:
+            message = self.session.deserialize(frames)
+        except WireError as e:
+            self._dropped_invalid += 1
+            log.warning("dropped an invalid message on %s: %s", channel, e)
+            return
+        try:
+            self._check_kernel_session(channel, message)
+            if channel == "iopub":
+                self._on_iopub(message)
+            self._deliver(channel, message)
+        except Exception:  # a bug here must not kill the receive loop
+            log.exception("error while routing %s on %s", message.msg_type, channel)
+
+    def _check_kernel_session(self, channel: Channel, message: Message) -> None:
+        session = message.header.session
+        known = self._kernel_session
+        if known is None:
+            self._kernel_session = session
+        elif session and session != known:
+            self._kernel_session = session
+            log.info("kernel session changed: the kernel restarted")
+            self.fail_waiting(KernelRestarted(f"the kernel restarted (new session on {channel})"))
+
+    def _on_iopub(self, message: Message) -> None:
+        self._iopub_seen.set()
+        if message.msg_type == "status":
+            state = message.content.execution_state
+            # "starting" from a new process is caught by the session check;
+            # "restarting" is what a nanny publishes for a kernel it restarts.
+            if state == "restarting":
+                self.fail_waiting(KernelRestarted("the kernel is restarting"))
+            self.execution_state = state
+
+    # -- sending -------------------------------------------------------------------
+
+    async def send(self, channel: Channel, message: Message) -> None:
+        """Sign and send ``message`` on ``channel``.
+
+        Raises:
+            KernelDied: the kernel is known dead.
+        """
+        if self._error is not None:
+            raise self._error
+        await self._sockets[channel].send(self.session.serialize(message))
+
+    def send_nowait(self, channel: Channel, message: Message) -> None:
+        """Like :meth:`send`, for cleanup paths that cannot wait.
+
+        Raises:
+            anyio.WouldBlock: the socket's high-water mark is reached.
+        """
+        if self._error is not None:
+            raise self._error
+        self._sockets[channel].send_nowait(self.session.serialize(message))
+
+    # -- readiness -----------------------------------------------------------------
+
+    async def wait_ready(self) -> Message:
+        """Wait until every channel is proven live; return the kernel_info reply.
+
+        A SUB socket drops what is published before its subscription reaches
+        the kernel, so the first outputs of the first execute could be lost.
+        Iopub is live once any message arrives on it: 5.5 kernels send
+        ``iopub_welcome`` on subscription; older ones publish busy/idle for
+        the kernel_info requests we repeat until that happens.  Stdin and
+        control are live once their ZeroMQ handshake with the kernel is done
+        (socket monitor), so an ``input_request`` is never dropped.
+
+        Bound it with ``anyio.fail_after``; it returns early with an error if
+        the connection fails meanwhile.
+        """
+        for monitor in self._monitors:
+            await _wait_handshake(monitor)
+        self._close_monitors()
+        delay = 0.05
+        while True:
+            request = self.session.message("kernel_info_request")
+            inbox = self.register(request.msg_id)
+            try:
+                await self.send("shell", request)
+                reply = await _wait_reply(inbox)
+            finally:
+                self.unregister(request.msg_id)
+            if self._iopub_seen.is_set():
+                return reply
+            with anyio.move_on_after(delay):
+                await self._iopub_seen.wait()
+            if self._iopub_seen.is_set():
+                return reply
+            delay = min(delay * 2, 1.0)
+
+    def _close_monitors(self) -> None:
+        for channel, sock in self._sockets.items():
+            if channel in ("stdin", "control"):
+                with suppress(zmq.ZMQError):
+                    sock.socket.disable_monitor()
+        for monitor in self._monitors:
+            monitor.close()
+        self._monitors.clear()
+
+    def _close(self) -> None:
+        self._close_monitors()
+        for sock in self._sockets.values():
+            sock.close()
+
+
+async def _wait_reply(inbox: Inbox) -> Message:
+    while True:
+        channel, message = await inbox.get()
+        if channel != "iopub":
+            return message
+
+
+async def _wait_handshake(monitor: AsyncSocket) -> None:
+    while True:
+        event = parse_monitor_message(await monitor.recv_multipart())
+        if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            return
+
+
+async def _heartbeat(
+    conn: Connection, context: zmq.Context[Any], endpoint: str, interval: float
+) -> None:
+    """Ping every ``interval`` s; a ping unanswered for ``interval`` s means death.
+
+    A REQ socket that missed a reply is stuck in the wrong state, so each miss
+    gets a fresh socket; two misses in a row declare the kernel dead, so death
+    is noticed within about two intervals.
+    """
+    misses = 0
+    while conn.error is None:
+        sock = AsyncSocket(_socket(context, zmq.REQ, conn.info))
+        sock.socket.connect(endpoint)
+        try:
+            while conn.error is None:
+                started = anyio.current_time()
+                await sock.send([b"ping"])
+                with anyio.move_on_after(interval):
+                    await sock.recv_multipart()
+                    misses = 0
+                    await anyio.sleep(max(0.0, interval - (anyio.current_time() - started)))
+                    continue
+                misses += 1
+                if misses >= 2:
+                    conn.fail(KernelDied(f"no heartbeat for {misses * interval:.1f} s"))
+                    return
+                break
+        finally:
+            sock.close()
+
+
+def _socket(context: zmq.Context[Any], kind: int, info: ConnectionInfo) -> zmq.Socket[Any]:
+    sock: zmq.Socket[Any] = context.socket(kind)
+    sock.linger = 0
+    sock.setsockopt(zmq.RECONNECT_IVL, _RECONNECT_IVL_MS)
+    sock.setsockopt(zmq.RECONNECT_IVL_MAX, _RECONNECT_IVL_MAX_MS)
+    if info.curve_publickey and info.curve_secretkey:
+        # The connection file carries the kernel's keypair: authenticate the
+        # server by its public key and use the same pair for ourselves.
+        sock.curve_secretkey = info.curve_secretkey.encode()
+        sock.curve_publickey = info.curve_publickey.encode()
+        sock.curve_serverkey = info.curve_publickey.encode()
+    return sock
+
+
+@asynccontextmanager
+async def open_connection(
+    info: ConnectionInfo,
+    *,
+    session: Session | None = None,
+    context: zmq.Context[Any] | None = None,
+    heartbeat_interval: float | None = 2.0,
+) -> AsyncIterator[Connection]:
+    """Open the channels of the kernel described by ``info``.
+
+    The connection is not proven live yet: call :meth:`Connection.wait_ready`.
+
+    Args:
+        session: the wire session (one with ``info``'s key by default).
+        context: a ZeroMQ context to use; by default one is created and
+            terminated with the connection.
+        heartbeat_interval: seconds between heartbeats; None for no heartbeat.
+    """
+    session = session or Session.from_connection_info(info)
+    own_context = context is None
+    ctx: zmq.Context[Any] = zmq.Context(io_threads=1) if context is None else context
+    sockets: dict[Channel, AsyncSocket] = {}
+    monitors: list[AsyncSocket] = []
+    body_error: BaseException | None = None
+    try:
+        identity = session.session_id.encode()
+        dealers: tuple[Channel, ...] = ("shell", "control", "stdin")
+        for channel in dealers:
+            dealer = _socket(ctx, zmq.DEALER, info)
+            dealer.identity = identity
+            if channel != "shell":
+                monitor = dealer.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+                monitors.append(AsyncSocket(monitor))
+            dealer.connect(info.endpoint(channel))
+            sockets[channel] = AsyncSocket(dealer)
+        iopub = _socket(ctx, zmq.SUB, info)
+        iopub.setsockopt(zmq.SUBSCRIBE, b"")
+        iopub.connect(info.endpoint("iopub"))
+        sockets["iopub"] = AsyncSocket(iopub)
+        conn = Connection(info, session, sockets, monitors)
+        async with anyio.create_task_group() as tg:
+            for channel, pumped in sockets.items():
+                tg.start_soon(pumped.pump, _bind(conn, channel), name=f"sidecar pump {channel}")
+            if heartbeat_interval is not None:
+                tg.start_soon(_heartbeat, conn, ctx, info.endpoint("hb"), heartbeat_interval)
+            try:
+                yield conn
+            except BaseException as e:
+                # Raised after the task group is closed, so that the caller
+                # sees its own exception, not an ExceptionGroup around it.
+                body_error = e
+            finally:
+                tg.cancel_scope.cancel()
+    finally:
+        for opened in sockets.values():
+            opened.close()
+        for opened in monitors:
+            opened.close()
+        if own_context:
+            ctx.term()
+    if body_error is not None:
+        raise body_error
+
+
+def _bind(conn: Connection, channel: Channel) -> Any:
+    on_frames = conn._on_frames
+
+    def on_message(frames: list[bytes]) -> None:
+        on_frames(channel, frames)
+
+    return on_message
