@@ -21,7 +21,7 @@ import os
 import sys
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, nullcontext
 from typing import Any, Final, Literal, TypeAlias, TypeVar, final
 
 import anyio
@@ -40,6 +40,7 @@ from ._exceptions import (
 from ._kernelspec import KernelSpec, get_kernelspec
 from ._process import KernelFiles, KernelProcess, make_kernel_files, start_kernel_process
 from ._request import RequestState
+from ._util import open_task_group
 from .wire import (
     AbortedReply,
     CommInfoReply,
@@ -216,7 +217,7 @@ class Kernel:
         state = RequestState(channel, needs_idle=needs_idle)
         errors: list[Exception] = []
         try:
-            with anyio.fail_after(timeout) if timeout is not None else _no_scope():
+            with anyio.fail_after(timeout) if timeout is not None else nullcontext():
                 try:
                     await conn.send(channel, message)
                     await self._consume(inbox, state, handlers, errors, stdin)
@@ -616,18 +617,6 @@ class Kernel:
             self._restarting = False
 
 
-class _NoScope:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-def _no_scope() -> _NoScope:
-    return _NoScope()
-
-
 async def _watch_process(kernel: Kernel, process: KernelProcess) -> None:
     code = await process.wait()
     if process.stopping or kernel._restarting:
@@ -689,24 +678,17 @@ async def connect(
     info = (
         connection if isinstance(connection, ConnectionInfo) else read_connection_file(connection)
     )
-    body_error: BaseException | None = None
     async with (
         open_connection(info, heartbeat_interval=heartbeat_interval, context=context) as conn,
-        anyio.create_task_group() as tg,
+        open_task_group() as tg,
     ):
         kernel = Kernel(conn, tg, interrupt_mode=interrupt_mode)
         tg.start_soon(kernel._route_late)
-        await _ready_or_died(kernel, ready_timeout)
         try:
+            await _ready_or_died(kernel, ready_timeout)
             yield kernel
-        except BaseException as e:
-            # Re-raised below, outside the task group, so the caller gets
-            # its own exception rather than an ExceptionGroup around it.
-            body_error = e
         finally:
             tg.cancel_scope.cancel()
-    if body_error is not None:
-        raise body_error
 
 
 _PORT_IN_USE: Final = ("Address already in use", "EADDRINUSE")
@@ -796,10 +778,9 @@ async def _launch_once(spec: KernelSpec, options: _LaunchOptions) -> AsyncIterat
     files = make_kernel_files(
         spec.name, transport=options.transport, ip=options.ip, curve=options.encrypt
     )
-    body_error: BaseException | None = None
     kernel: Kernel | None = None
     try:
-        async with anyio.create_task_group() as tg:
+        async with open_task_group() as tg:
             process = await _start_process(spec, files, tg, options.process)
             try:
                 async with open_connection(
@@ -821,9 +802,8 @@ async def _launch_once(spec: KernelSpec, options: _LaunchOptions) -> AsyncIterat
                     await _ready_or_died(kernel, options.startup_timeout)
                     try:
                         yield kernel
-                    except BaseException as e:
-                        body_error = e
-                    await _shutdown(kernel, options.shutdown_timeout)
+                    finally:
+                        await _shutdown(kernel, options.shutdown_timeout)
             finally:
                 # Whatever happened, the process (the current one, after
                 # restarts) is gone when we leave.
@@ -832,8 +812,6 @@ async def _launch_once(spec: KernelSpec, options: _LaunchOptions) -> AsyncIterat
                 tg.cancel_scope.cancel()
     finally:
         files.remove()
-    if body_error is not None:
-        raise body_error
 
 
 async def _shutdown(kernel: Kernel, timeout: float) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
 from typing import Any, Final, Literal, final
 
@@ -34,6 +34,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from zmq.utils.monitor import parse_monitor_message
 
 from ._exceptions import KernelDied, KernelRestarted, WireError
+from ._util import open_task_group
 from ._zmq import AsyncSocket
 from .wire import ConnectionInfo, Message, Session
 
@@ -133,6 +134,7 @@ class Connection:
         self._observers: list[MemoryObjectSendStream[tuple[Channel, Message]]] = []
         self._error: BaseException | None = None
         self._iopub_seen = anyio.Event()
+        self._abort_on_failure: set[anyio.CancelScope] = set()
         self._kernel_session: str | None = None
         self.execution_state: str = "unknown"
         self._received = 0
@@ -171,6 +173,8 @@ class Connection:
         log.debug("connection failed: %s", error)
         for inbox in self._routes.values():
             inbox.fail(error)
+        for scope in self._abort_on_failure:
+            scope.cancel()
 
     def revive(self) -> None:
         """Clear a failure after the kernel was restarted under the same connection."""
@@ -311,8 +315,16 @@ class Connection:
         Bound it with ``anyio.fail_after``; it returns early with an error if
         the connection fails meanwhile.
         """
-        for monitor in self._monitors:
-            await _wait_handshake(monitor)
+        with anyio.CancelScope() as scope:
+            self._abort_on_failure.add(scope)
+            try:
+                if self._error is None:
+                    for monitor in self._monitors:
+                        await _wait_handshake(monitor)
+            finally:
+                self._abort_on_failure.discard(scope)
+        if self._error is not None:
+            raise self._error
         self._close_monitors()
         delay = 0.05
         while True:
@@ -428,7 +440,6 @@ async def open_connection(
     ctx: zmq.Context[Any] = zmq.Context(io_threads=1) if context is None else context
     sockets: dict[Channel, AsyncSocket] = {}
     monitors: list[AsyncSocket] = []
-    body_error: BaseException | None = None
     try:
         identity = session.session_id.encode()
         dealers: tuple[Channel, ...] = ("shell", "control", "stdin")
@@ -445,18 +456,21 @@ async def open_connection(
         iopub.connect(info.endpoint("iopub"))
         sockets["iopub"] = AsyncSocket(iopub)
         conn = Connection(info, session, sockets, monitors)
-        async with anyio.create_task_group() as tg:
-            for channel, pumped in sockets.items():
-                tg.start_soon(pumped.pump, _bind(conn, channel), name=f"sidecar pump {channel}")
+        async with open_task_group() as tg:
+            # The pumps are shielded: when a scope around the whole block is
+            # cancelled, cleanup (interrupting a cancelled execute, a polite
+            # shutdown_request) still needs replies to arrive.  They stop when
+            # the block is left.
+            pump_scopes = [anyio.CancelScope(shield=True) for _ in sockets]
+            for scope, (channel, pumped) in zip(pump_scopes, sockets.items(), strict=True):
+                tg.start_soon(_pump, scope, pumped, _bind(conn, channel), name=f"sidecar {channel}")
             if heartbeat_interval is not None:
                 tg.start_soon(_heartbeat, conn, ctx, info.endpoint("hb"), heartbeat_interval)
             try:
                 yield conn
-            except BaseException as e:
-                # Raised after the task group is closed, so that the caller
-                # sees its own exception, not an ExceptionGroup around it.
-                body_error = e
             finally:
+                for scope in pump_scopes:
+                    scope.cancel()
                 tg.cancel_scope.cancel()
     finally:
         for opened in sockets.values():
@@ -465,8 +479,13 @@ async def open_connection(
             opened.close()
         if own_context:
             ctx.term()
-    if body_error is not None:
-        raise body_error
+
+
+async def _pump(
+    scope: anyio.CancelScope, sock: AsyncSocket, on_message: Callable[[list[bytes]], object]
+) -> None:
+    with scope:
+        await sock.pump(on_message)
 
 
 def _bind(conn: Connection, channel: Channel) -> Any:

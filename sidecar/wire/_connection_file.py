@@ -71,7 +71,7 @@ _KNOWN: Final = frozenset(ConnectionInfo.__struct_fields__) - {"extra"}
 def _parse(data: bytes | str, source: str) -> ConnectionInfo:
     try:
         raw = msgspec.json.decode(data)
-    except msgspec.DecodeError as e:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
         raise ConnectionFileError(f"{source}: not valid JSON ({e})") from None
     if not isinstance(raw, dict):
         raise ConnectionFileError(f"{source}: expected a JSON object, got {type(raw).__name__}")

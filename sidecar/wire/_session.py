@@ -82,6 +82,9 @@ _encoder: Final = msgspec.json.Encoder()
 _content_decoders: Final[dict[str, msgspec.json.Decoder[Any]]] = {
     name: msgspec.json.Decoder(t) for name, t in CONTENT_TYPES.items()
 }
+# msgspec raises DecodeError for malformed JSON, but UnicodeDecodeError for
+# invalid UTF-8 inside a string and RecursionError for JSON nested too deep.
+_DECODE_ERRORS: Final = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 _EMPTY: Final = b"{}"
 _NOT_DECODED: Final[Any] = object()
 
@@ -195,7 +198,7 @@ class Message:
             decoder = _content_decoders.get(self.header.msg_type, _dict_decoder)
             try:
                 content = decoder.decode(raw)
-            except msgspec.DecodeError as e:
+            except _DECODE_ERRORS as e:
                 raise MalformedMessage(
                     f"content frame of {self.header.msg_type!r} message: {e}"
                 ) from None
@@ -218,7 +221,7 @@ class Message:
             else:
                 try:
                     metadata = _dict_decoder.decode(raw)
-                except msgspec.DecodeError as e:
+                except _DECODE_ERRORS as e:
                     raise MalformedMessage(f"metadata frame: {e}") from None
             self._metadata = metadata
         return metadata  # type: ignore[no-any-return]
@@ -266,7 +269,7 @@ def _encode(what: str, msg_type: str, value: Any) -> bytes:
 def _decode_header(frame: Frame, name: str) -> Header:
     try:
         return _header_decoder.decode(frame)
-    except msgspec.DecodeError as e:
+    except _DECODE_ERRORS as e:
         raise MalformedMessage(f"{name} frame: {e}") from None
 
 
@@ -415,12 +418,12 @@ class Session:
 def _decode_parent(frame: Frame) -> Header | None:
     try:
         return _header_decoder.decode(frame)
-    except msgspec.DecodeError as e:
+    except _DECODE_ERRORS as e:
         # Some kernels send "{ }" or other spellings of an empty object.
         try:
             if not _dict_decoder.decode(frame):
                 return None
-        except msgspec.DecodeError:
+        except _DECODE_ERRORS:
             pass
         raise MalformedMessage(f"parent_header frame: {e}") from None
 

@@ -32,15 +32,24 @@ def _digestmod(scheme: str) -> str:
         raise ValueError(
             f"signature_scheme {scheme!r} is not of the form 'hmac-<algorithm>', e.g. 'hmac-sha256'"
         )
-    try:
-        hashlib.new(name)
-    except (ValueError, TypeError):
-        available = ", ".join(sorted(f"hmac-{a}" for a in hashlib.algorithms_available))
+    if not _usable(name):
+        available = ", ".join(
+            sorted(f"hmac-{a}" for a in hashlib.algorithms_available if _usable(a))
+        )
         raise ValueError(
-            f"signature_scheme {scheme!r}: hashlib has no algorithm {name!r} "
+            f"signature_scheme {scheme!r}: hashlib has no algorithm {name!r} usable with HMAC "
             f"(available: {available})"
-        ) from None
+        )
     return name
+
+
+def _usable(name: str) -> bool:
+    """Whether HMAC works with hashlib's ``name`` (not e.g. the variable-length shake_128)."""
+    try:
+        hmac.new(b"", digestmod=name).hexdigest()
+    except (ValueError, TypeError):
+        return False
+    return True
 
 
 @final

@@ -1,0 +1,372 @@
+"""Kernel lifecycle against real ipykernel processes: launch, connect, die, restart, stop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import stat
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import anyio
+import pytest
+from jupyter_client.blocking import BlockingKernelClient
+from jupyter_client.manager import KernelManager
+
+import sidecar
+from sidecar.wire import ErrorReply, ExecuteReply, KernelInfoReply, Message, Stream
+
+pytestmark = [pytest.mark.anyio, pytest.mark.kernel]
+
+T = TypeVar("T")
+
+
+def _oracle(fn: Callable[[], T]) -> Callable[[], T]:
+    """Run a jupyter_client call in a worker thread, closing the private event
+    loop jupyter_client makes there (else it leaks into a later test's warnings)."""
+
+    def run() -> T:
+        try:
+            return fn()
+        finally:
+            policy = asyncio.get_event_loop_policy()
+            try:
+                loop = policy.get_event_loop()
+            except RuntimeError:
+                pass
+            else:
+                loop.close()
+                policy.set_event_loop(None)
+
+    return run
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (killed, not yet reaped) counts as dead.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def _stdout(messages: list[Message]) -> str:
+    return "".join(
+        m.content.text
+        for m in messages
+        if m.msg_type == "stream" and isinstance(m.content, Stream) and m.content.name == "stdout"
+    )
+
+
+async def test_launch_answers_kernel_info_and_cleans_up() -> None:
+    async with sidecar.launch("python3") as kernel:
+        assert isinstance(kernel.info, KernelInfoReply)
+        assert kernel.info.language_info.name == "python"
+        assert kernel.process is not None
+        pid = kernel.process.pid
+        files = kernel._files
+        assert files is not None
+        connection_file = files.connection_file
+        assert stat.S_IMODE(connection_file.stat().st_mode) == 0o600
+        assert json.loads(connection_file.read_text())["transport"] == "ipc"
+        reply = await kernel.kernel_info()
+        assert isinstance(reply, KernelInfoReply)
+    assert not _alive(pid)
+    assert not connection_file.exists()
+
+
+async def test_first_output_of_fresh_kernels_is_never_lost() -> None:
+    """Right after start-up, iopub and stdin are live: the first print and the
+    first input() of every fresh kernel arrive (slow joiners, issue 3)."""
+
+    async def answer(prompt: str, password: bool) -> str:
+        return f"answer to {prompt}"
+
+    for _ in range(10):
+        async with sidecar.launch("python3", heartbeat_interval=None) as kernel:
+            seen: list[Message] = []
+            reply = await kernel.execute(
+                "print('first'); print(input('q?'))", handlers=[seen.append], stdin=answer
+            )
+            assert isinstance(reply, ExecuteReply)
+            assert _stdout(seen) == "first\nanswer to q?\n"
+
+
+@asynccontextmanager
+async def _kernel_started_by_jupyter_client(tmp_path: Path) -> AsyncIterator[KernelManager]:
+    """A kernel that jupyter_client's (blocking) KernelManager owns, not us."""
+    manager = KernelManager(kernel_name="python3")
+    manager.connection_file = str(tmp_path / "kernel.json")
+    await anyio.to_thread.run_sync(_oracle(manager.start_kernel))
+    try:
+        yield manager
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(_oracle(lambda: manager.shutdown_kernel(now=True)))
+
+
+async def test_connect_to_a_kernel_started_by_someone_else(tmp_path: Path) -> None:
+    async with _kernel_started_by_jupyter_client(tmp_path) as manager:
+        async with sidecar.connect(manager.connection_file) as kernel:
+            assert kernel.process is None
+            seen: list[Message] = []
+            reply = await kernel.execute("print(6 * 7)", handlers=[seen.append])
+            assert isinstance(reply, ExecuteReply)
+            assert _stdout(seen) == "42\n"
+            pid = manager.provisioner.pid  # type: ignore[union-attr]
+            await kernel.shutdown()
+        with anyio.fail_after(10):
+            while _alive(pid):
+                await anyio.sleep(0.05)
+
+
+@pytest.mark.parametrize("transport", ["ipc", "tcp"])
+async def test_jupyter_client_can_drive_a_kernel_we_launched(transport: str) -> None:
+    async with sidecar.launch("python3", transport=transport) as kernel:  # type: ignore[arg-type]
+        files = kernel._files
+        assert files is not None
+
+        def drive() -> dict[str, object]:
+            client = BlockingKernelClient(connection_file=str(files.connection_file))
+            client.load_connection_file()
+            client.start_channels()
+            try:
+                client.wait_for_ready(timeout=30)
+                reply = client.execute_interactive("x = 'from jupyter_client'", timeout=30)
+                return reply["content"]  # type: ignore[no-any-return]
+            finally:
+                client.stop_channels()
+
+        content = await anyio.to_thread.run_sync(_oracle(drive))
+        assert content["status"] == "ok"
+        seen: list[Message] = []
+        await kernel.execute("print(x)", handlers=[seen.append])
+        assert _stdout(seen) == "from jupyter_client\n"
+
+
+async def test_tcp_with_curve_encryption() -> None:
+    async with sidecar.launch("python3", transport="tcp", encrypt=True) as kernel:
+        assert kernel.connection_info.curve_publickey
+        seen: list[Message] = []
+        reply = await kernel.execute("print('secret')", handlers=[seen.append])
+        assert isinstance(reply, ExecuteReply)
+        assert _stdout(seen) == "secret\n"
+
+
+async def test_kill_9_fails_the_waiting_request_with_kernel_died() -> None:
+    async with sidecar.launch("python3") as kernel:
+        assert kernel.process is not None
+        pid = kernel.process.pid
+
+        async def kill_soon() -> None:
+            await anyio.sleep(0.5)
+            os.kill(pid, signal.SIGKILL)
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(kill_soon)
+                with pytest.raises(sidecar.KernelDied) as info:
+                    await kernel.execute("import time; time.sleep(60)")
+        assert info.value.exit_code == -signal.SIGKILL
+        # Later requests fail at once.
+        with anyio.fail_after(1), pytest.raises(sidecar.KernelDied):
+            await kernel.kernel_info()
+    assert not _alive(pid)
+
+
+async def test_heartbeat_notices_death_of_a_kernel_we_do_not_own(tmp_path: Path) -> None:
+    async with _kernel_started_by_jupyter_client(tmp_path) as manager:
+        async with sidecar.connect(manager.connection_file, heartbeat_interval=0.5) as kernel:
+            assert manager.provisioner is not None
+            pid = manager.provisioner.pid  # type: ignore[attr-defined]
+            os.kill(pid, signal.SIGKILL)
+            started = anyio.current_time()
+            with anyio.fail_after(10), pytest.raises(sidecar.KernelDied):
+                await kernel.execute("import time; time.sleep(60)")
+            # Two heartbeat intervals, plus slack for a loaded machine.
+            assert anyio.current_time() - started < 3
+
+
+async def test_cancelling_mid_execute_leaves_no_process_and_no_file() -> None:
+    pid = None
+    connection_file = None
+    with anyio.move_on_after(2) as scope:
+        async with sidecar.launch("python3") as kernel:
+            assert kernel.process is not None
+            pid = kernel.process.pid
+            assert kernel._files is not None
+            connection_file = kernel._files.connection_file
+            await kernel.execute("import time; time.sleep(60)")
+    assert scope.cancelled_caught
+    assert pid is not None
+    assert connection_file is not None
+    assert not _alive(pid)
+    assert not connection_file.exists()
+
+
+async def test_error_in_the_body_propagates_unwrapped_and_stops_the_kernel() -> None:
+    pid = None
+    with pytest.raises(KeyError, match="boom"):
+        async with sidecar.launch("python3") as kernel:
+            assert kernel.process is not None
+            pid = kernel.process.pid
+            raise KeyError("boom")
+    assert pid is not None
+    assert not _alive(pid)
+
+
+async def test_interrupt_a_long_sleep() -> None:
+    async with sidecar.launch("python3") as kernel:
+
+        async def interrupt_soon() -> None:
+            await anyio.sleep(0.5)
+            await kernel.interrupt()
+
+        started = anyio.current_time()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(interrupt_soon)
+            reply = await kernel.execute("import time; time.sleep(30)")
+        assert isinstance(reply, ErrorReply)
+        assert reply.ename == "KeyboardInterrupt"
+        assert anyio.current_time() - started < 2.5
+        after = await kernel.execute("1")
+        assert isinstance(after, ExecuteReply)
+
+
+async def test_interrupt_by_message(tmp_path: Path) -> None:
+    async with sidecar.launch("python3") as kernel:
+        kernel.interrupt_mode = "message"
+        async with anyio.create_task_group() as tg:
+
+            async def interrupt_soon() -> None:
+                await anyio.sleep(0.5)
+                await kernel.interrupt()
+
+            tg.start_soon(interrupt_soon)
+            reply = await kernel.execute("import time; time.sleep(30)")
+        assert isinstance(reply, ErrorReply)
+        assert reply.ename == "KeyboardInterrupt"
+
+
+async def test_restart_fails_waiting_requests_and_then_works() -> None:
+    async with sidecar.launch("python3") as kernel:
+        assert kernel.process is not None
+        old_pid = kernel.process.pid
+        await kernel.execute("x = 1")
+        failure: list[BaseException] = []
+
+        async def wait_forever() -> None:
+            try:
+                await kernel.execute("import time; time.sleep(60)")
+            except sidecar.KernelRestarted as e:
+                failure.append(e)
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(wait_forever)
+                await anyio.sleep(0.5)
+                await kernel.restart()
+        assert failure, "the waiting request did not fail with KernelRestarted"
+        assert kernel.process.pid != old_pid
+        assert not _alive(old_pid)
+        seen: list[Message] = []
+        reply = await kernel.execute("print('x' in dir())", handlers=[seen.append])
+        assert isinstance(reply, ExecuteReply)
+        assert _stdout(seen) == "False\n"
+
+
+async def test_missing_kernelspec_is_named() -> None:
+    with pytest.raises(sidecar.NoSuchKernel) as info:
+        async with sidecar.launch("no-such-kernel-anywhere"):
+            pass
+    assert "python3" in info.value.available
+    assert "no-such-kernel-anywhere" in str(info.value)
+
+
+def _write_spec(root: Path, name: str, argv: list[str]) -> None:
+    spec_dir = root / "kernels" / name
+    spec_dir.mkdir(parents=True)
+    (spec_dir / "kernel.json").write_text(
+        json.dumps({"argv": argv, "display_name": name, "language": "python"})
+    )
+
+
+async def test_kernel_that_exits_at_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    code = "import sys; sys.stderr.write('cannot start: no luck\\n'); sys.exit(3)"
+    _write_spec(tmp_path, "broken", [sys.executable, "-c", code, "{connection_file}"])
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
+    with anyio.fail_after(20), pytest.raises(sidecar.KernelStartError) as info:
+        async with sidecar.launch("broken"):
+            pass
+    assert info.value.exit_code == 3
+    assert "cannot start: no luck" in str(info.value)
+
+
+async def test_kernel_whose_program_does_not_exist(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write_spec(tmp_path, "ghost", ["/no/such/program", "{connection_file}"])
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
+    with anyio.fail_after(10), pytest.raises(sidecar.KernelStartError, match="no/such/program"):
+        async with sidecar.launch("ghost"):
+            pass
+
+
+async def test_kernel_that_never_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _write_spec(tmp_path, "mute", [sys.executable, "-c", "import time; time.sleep(60)"])
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
+    with anyio.fail_after(20), pytest.raises(sidecar.KernelStartError, match="did not answer"):
+        async with sidecar.launch("mute", startup_timeout=1, shutdown_timeout=1):
+            pass
+
+
+async def test_bad_connection_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"shell_port": 1, "ip": "127.0.0.1"}))
+    with pytest.raises(sidecar.ConnectionFileError, match="iopub_port"):
+        async with sidecar.connect(path):
+            pass
+    with pytest.raises(sidecar.ConnectionFileError, match="cannot read"):
+        async with sidecar.connect(tmp_path / "missing.json"):
+            pass
+
+
+async def test_connect_to_nothing_times_out(tmp_path: Path) -> None:
+    info = sidecar.wire.ConnectionInfo(
+        transport="ipc",
+        ip=str(tmp_path / "nobody"),
+        shell_port=1,
+        iopub_port=2,
+        stdin_port=3,
+        control_port=4,
+        hb_port=5,
+    )
+    with anyio.fail_after(10), pytest.raises(TimeoutError):
+        async with sidecar.connect(info, ready_timeout=0.5, heartbeat_interval=None):
+            pass
+
+
+async def test_two_hundred_connections_leak_no_file_descriptors(
+    kernel: sidecar.Kernel,
+) -> None:
+    info = kernel.connection_info
+
+    async def once() -> None:
+        async with sidecar.connect(info) as other:
+            assert other.info is not None
+
+    await once()  # warm up lazily created resources
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(200):
+        await once()
+    after = len(os.listdir("/proc/self/fd"))
+    assert after <= before
