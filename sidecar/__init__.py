@@ -7,6 +7,7 @@ from ._client import (
     connect as connect,
     launch as launch,
 )
+from ._comms import Comm as Comm, Comms as Comms, CommTarget as CommTarget
 from ._connection import Connection as Connection, Statistics as Statistics
 from ._exceptions import (
     ConnectionFileError as ConnectionFileError,
@@ -28,10 +29,16 @@ from ._kernelspec import (
     find_kernelspecs as find_kernelspecs,
     get_kernelspec as get_kernelspec,
 )
+from ._outputs import Outputs as Outputs, apply_stream_controls as apply_stream_controls
 from ._process import KernelProcess as KernelProcess
 from ._version import __version__ as __version__
 
 __all__ = [
+    "Comm",
+    "CommTarget",
+    "Comms",
+    "Outputs",
+    "apply_stream_controls",
     "Connection",
     "ConnectionFileError",
     "ExecutionError",

@@ -21,14 +21,16 @@ import os
 import sys
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager, nullcontext
+from contextlib import AbstractContextManager, AsyncExitStack, asynccontextmanager, nullcontext
 from typing import Any, Final, Literal, TypeAlias, TypeVar, final
 
 import anyio
 import anyio.abc
 import msgspec
 import zmq
+from anyio.streams.memory import MemoryObjectReceiveStream
 
+from ._comms import Comms
 from ._connection import Channel, Connection, Inbox, open_connection
 from ._exceptions import (
     ExecutionError,
@@ -89,6 +91,7 @@ StdinCallback: TypeAlias = Callable[[str, bool], Awaitable[str]]
 DEFAULT_GRACE: Final = 5.0
 DEFAULT_CANCEL_WAIT: Final = 10.0
 _LATE_MEMORY: Final = 256
+_COMM_TYPES: Final = frozenset({"comm_open", "comm_msg", "comm_close"})
 
 
 def _dispatch_targets(handlers: Sequence[Handler], msg_type: str) -> list[Callable[..., Any]]:
@@ -151,6 +154,7 @@ class Kernel:
         self.grace = grace
         self.info: KernelInfoReply | None = None
         self._late: OrderedDict[str, Sequence[Handler]] = OrderedDict()
+        self.comms: Final = Comms(self)
         self._restarting = False
 
     # -- properties ------------------------------------------------------------
@@ -172,6 +176,21 @@ class Kernel:
     def execution_state(self) -> str:
         """The kernel's last published state: ``busy``, ``idle``, ``starting``..."""
         return self._conn.execution_state
+
+    @property
+    def execution_count(self) -> int | None:
+        """The last execution count the kernel published (any client's execute)."""
+        return self._conn.execution_count
+
+    def observe(
+        self, max_buffer: int = 1000
+    ) -> AbstractContextManager[MemoryObjectReceiveStream[tuple[Channel, Message]]]:
+        """Receive, while in the block, every message no request of ours caused.
+
+        Other clients' outputs, ``debug_event`` messages, comm traffic the
+        kernel starts by itself: see :meth:`Connection.observe`.
+        """
+        return self._conn.observe(max_buffer)
 
     # -- the action machinery ------------------------------------------------------
 
@@ -257,6 +276,8 @@ class Kernel:
             kind = state.feed(channel, message)
             if kind == "stdin":
                 await self._answer_stdin(message, stdin)
+            elif message.msg_type in _COMM_TYPES:
+                await self.comms.dispatch(message)
             await _call_handlers(handlers, message, errors)
             if deadline is None and state.half_done:
                 deadline = anyio.current_time() + self.grace
@@ -320,6 +341,8 @@ class Kernel:
         """Hand output that arrives after a request finished to its handlers."""
         with self._conn.observe(max_buffer=10_000) as unsolicited:
             async for _channel, message in unsolicited:
+                if message.msg_type in _COMM_TYPES:
+                    await self.comms.dispatch(message)
                 parent = message.parent_id
                 handlers = self._late.get(parent) if parent is not None else None
                 if handlers:

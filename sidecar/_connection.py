@@ -137,6 +137,7 @@ class Connection:
         self._abort_on_failure: set[anyio.CancelScope] = set()
         self._kernel_session: str | None = None
         self.execution_state: str = "unknown"
+        self.execution_count: int | None = None
         self._received = 0
         self._routed = 0
         self._unsolicited = 0
@@ -269,7 +270,11 @@ class Connection:
 
     def _on_iopub(self, message: Message) -> None:
         self._iopub_seen.set()
-        if message.msg_type == "status":
+        if message.msg_type == "execute_input":
+            count = message.content.execution_count
+            if isinstance(count, int):
+                self.execution_count = count
+        elif message.msg_type == "status":
             state = message.content.execution_state
             # "starting" from a new process is caught by the session check;
             # "restarting" is what a nanny publishes for a kernel it restarts.

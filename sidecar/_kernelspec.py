@@ -128,5 +128,5 @@ def get_kernelspec(name: str = "python3") -> KernelSpec:
             raise msgspec.ValidationError("expected a JSON object")
         raw.update(name=key, resource_dir=str(resource_dir))
         return msgspec.convert(raw, KernelSpec)
-    except (OSError, msgspec.DecodeError) as e:
+    except (OSError, msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
         raise KernelStartError(f"invalid kernelspec {path}: {e}") from None
