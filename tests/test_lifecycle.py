@@ -370,3 +370,68 @@ async def test_two_hundred_connections_leak_no_file_descriptors(
         await once()
     after = len(os.listdir("/proc/self/fd"))
     assert after <= before
+
+
+async def test_restart_by_someone_else_fails_waiting_requests(tmp_path: Path) -> None:
+    """jupyter_client restarts the kernel under us: the new kernel session is
+    noticed, the waiting request fails with KernelRestarted, and the
+    connection works with the new kernel afterwards."""
+    async with _kernel_started_by_jupyter_client(tmp_path) as manager:
+        async with sidecar.connect(manager.connection_file) as kernel:
+            old_session = kernel.connection.kernel_session
+            failure: list[BaseException] = []
+
+            async def wait_forever() -> None:
+                try:
+                    await kernel.execute("import time; time.sleep(60)")
+                except sidecar.KernelRestarted as e:
+                    failure.append(e)
+
+            with anyio.fail_after(30):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(wait_forever)
+                    await anyio.sleep(0.5)
+                    await anyio.to_thread.run_sync(
+                        _oracle(lambda: manager.restart_kernel(now=True))
+                    )
+            assert failure
+            with anyio.fail_after(30):
+                while True:  # the new kernel may take a moment to bind
+                    with anyio.move_on_after(1):
+                        reply = await kernel.execute("'alive'")
+                        break
+            assert isinstance(reply, ExecuteReply)
+            assert kernel.connection.kernel_session != old_session
+
+
+async def test_kernel_that_cannot_bind_is_retried_on_fresh_ports(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another process takes a port between our pick and the kernel's bind."""
+    import socket
+
+    from sidecar import _process
+
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    taken = squatter.getsockname()[1]
+    real = _process._free_ports
+    picks: list[list[int]] = []
+
+    def first_pick_is_taken(ip: str, count: int = 5) -> list[int]:
+        ports = real(ip, count)
+        if not picks:
+            ports[0] = taken
+        picks.append(ports)
+        return ports
+
+    monkeypatch.setattr(_process, "_free_ports", first_pick_is_taken)
+    try:
+        async with sidecar.launch("python3", transport="tcp") as kernel:
+            assert kernel.connection_info.shell_port != taken
+            reply = await kernel.execute("1")
+            assert isinstance(reply, ExecuteReply)
+    finally:
+        squatter.close()
+    assert len(picks) == 2
