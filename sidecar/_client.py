@@ -92,6 +92,9 @@ DEFAULT_GRACE: Final = 5.0
 DEFAULT_CANCEL_WAIT: Final = 10.0
 _LATE_MEMORY: Final = 256
 _COMM_TYPES: Final = frozenset({"comm_open", "comm_msg", "comm_close"})
+_OUTPUT_TYPES: Final = frozenset(
+    {"stream", "display_data", "update_display_data", "execute_result", "error", "clear_output"}
+)
 
 
 def _dispatch_targets(handlers: Sequence[Handler], msg_type: str) -> list[Callable[..., Any]]:
@@ -278,6 +281,13 @@ class Kernel:
                 await self._answer_stdin(message, stdin)
             elif message.msg_type in _COMM_TYPES:
                 await self.comms.dispatch(message)
+            elif kind == "output" and message.msg_type in _OUTPUT_TYPES:
+                widget = self.comms.capturing(message.parent_id)
+                if widget is not None:
+                    # An ipywidgets Output widget is capturing: the output is
+                    # the widget's, not the request's (as in a frontend).
+                    await widget.capture(message)
+                    continue
             await _call_handlers(handlers, message, errors)
             if deadline is None and state.half_done:
                 deadline = anyio.current_time() + self.grace

@@ -9,7 +9,10 @@ registered for comms the kernel opens.
 
 It also keeps the state of ipywidgets models the way nbclient does (each
 ``comm_msg``/``comm_open`` carrying ``data.state`` updates the model's
-state), so a notebook run can save ``metadata.widgets``.
+state), so a notebook run can save ``metadata.widgets``, and it plays the
+frontend's part for ``Output`` widgets: while one captures (``with out:`` in
+the kernel sets its ``msg_id``), the outputs of that request go into the
+widget's ``outputs`` state, synced back to the kernel, instead of the cell.
 """
 
 from __future__ import annotations
@@ -19,14 +22,15 @@ import inspect
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, final
+from typing import TYPE_CHECKING, Any, Final, final
 
+from ._outputs import Outputs
 from .wire import CommClose, CommMsg, CommOpen, Message
 
 if TYPE_CHECKING:
     from ._client import Kernel
 
-__all__ = ["Comm", "CommTarget", "Comms"]
+__all__ = ["Comm", "CommTarget", "Comms", "OutputWidget"]
 
 log = logging.getLogger("sidecar.comms")
 
@@ -93,6 +97,38 @@ class Comm:
         return f"<Comm {self.target_name!r} {self.comm_id}{state}>"
 
 
+_OUTPUT_MODEL: Final = ("@jupyter-widgets/output", "OutputModel")
+
+
+@final
+class OutputWidget:
+    """The frontend side of an ipywidgets ``Output`` widget: collects what it captures."""
+
+    def __init__(self, comms: Comms, comm_id: str) -> None:
+        self._comms = comms
+        self.comm_id = comm_id
+        self.collector = Outputs()
+        self.msg_id = ""
+
+    @property
+    def outputs(self) -> list[dict[str, Any]]:
+        return self.collector.outputs
+
+    async def capture(self, message: Message) -> None:
+        """Take an output (or clear_output) meant for the cell."""
+        method = getattr(self.collector, f"on_{message.msg_type}", None)
+        if method is None:
+            return
+        method(message)
+        self._comms.widget_state.setdefault(self.comm_id, {})["outputs"] = self.outputs
+        comm = self._comms._comms.get(self.comm_id)
+        if comm is not None and not comm.closed:
+            # The kernel-side model learns its outputs, as from a frontend.
+            await comm.send(
+                {"method": "update", "state": {"outputs": self.outputs}, "buffer_paths": []}
+            )
+
+
 @final
 class Comms:
     """The comms of one kernel, its comm targets, and ipywidgets state."""
@@ -103,6 +139,15 @@ class Comms:
         self._targets: dict[str, CommTarget] = {}
         self.widget_state: dict[str, dict[str, Any]] = {}
         self.widget_buffers: dict[str, dict[tuple[str, ...], dict[str, Any]]] = {}
+        self._output_widgets: dict[str, OutputWidget] = {}
+        self._capturing: dict[str, list[OutputWidget]] = {}
+
+    def capturing(self, msg_id: str | None) -> OutputWidget | None:
+        """The Output widget capturing the outputs of request ``msg_id``, if any."""
+        if msg_id is None:
+            return None
+        stack = self._capturing.get(msg_id)
+        return stack[-1] if stack else None
 
     def __getitem__(self, comm_id: str) -> Comm:
         return self._comms[comm_id]
@@ -138,6 +183,7 @@ class Comms:
         if not isinstance(content, CommOpen | CommMsg | CommClose):
             return
         self._update_widget_state(message, content)
+        self._track_output_widget(content)
         if isinstance(content, CommOpen):
             opened = Comm(self._kernel, content.comm_id, content.target_name)
             self._comms[opened.comm_id] = opened
@@ -155,6 +201,36 @@ class Comms:
             comm.closed = True
             del self._comms[comm.comm_id]
         await comm._receive(message)
+
+    def _track_output_widget(self, content: CommOpen | CommMsg | CommClose) -> None:
+        comm_id = content.comm_id
+        state = content.data.get("state")
+        model = (
+            (state.get("_model_module"), state.get("_model_name"))
+            if isinstance(state, dict)
+            else None
+        )
+        if isinstance(content, CommOpen) and model == _OUTPUT_MODEL:
+            self._output_widgets[comm_id] = OutputWidget(self, comm_id)
+        widget = self._output_widgets.get(comm_id)
+        if widget is None:
+            return
+        if isinstance(content, CommClose):
+            del self._output_widgets[comm_id]
+            self._stop_capture(widget)
+            return
+        if isinstance(state, dict) and "msg_id" in state:
+            self._stop_capture(widget)
+            widget.msg_id = state["msg_id"] or ""
+            if widget.msg_id:
+                self._capturing.setdefault(widget.msg_id, []).append(widget)
+
+    def _stop_capture(self, widget: OutputWidget) -> None:
+        stack = self._capturing.get(widget.msg_id)
+        if stack and widget in stack:
+            stack.remove(widget)
+            if not stack:
+                del self._capturing[widget.msg_id]
 
     def _update_widget_state(
         self, message: Message, content: CommOpen | CommMsg | CommClose

@@ -392,3 +392,37 @@ async def test_ten_waiting_actions_fail_when_the_kernel_is_killed() -> None:
                 await anyio.sleep(0.5)
                 os.kill(kernel.process.pid, signal.SIGKILL)
         assert len(failures) == 10
+
+
+async def test_output_widget_captures_outputs_into_its_state(kernel: sidecar.Kernel) -> None:
+    pytest.importorskip("ipywidgets")
+    cell = sidecar.Outputs()
+    await kernel.execute(
+        "import ipywidgets\n"
+        "out = ipywidgets.Output()\n"
+        "with out:\n"
+        "    print('inside the widget')\n"
+        "    display('shown inside')\n"
+        "print('in the cell')",
+        handlers=[cell],
+    )
+    assert cell.text() == "in the cell\n"
+    outputs = [
+        state["outputs"]
+        for state in kernel.comms.widget_state.values()
+        if state.get("_model_name") == "OutputModel" and state.get("outputs")
+    ]
+    assert outputs == [
+        [
+            {"output_type": "stream", "name": "stdout", "text": "inside the widget\n"},
+            {
+                "output_type": "display_data",
+                "data": {"text/plain": "'shown inside'"},
+                "metadata": {},
+            },
+        ]
+    ]
+    # The kernel-side model learnt its outputs from us, as from a frontend.
+    reply = await kernel.execute("print(len(out.outputs))", handlers=[cell])
+    assert isinstance(reply, ExecuteReply)
+    assert cell.text().endswith("2\n")
