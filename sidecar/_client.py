@@ -38,6 +38,7 @@ from ._exceptions import (
     KernelDied,
     KernelRestarted,
     KernelStartError,
+    NoReply,
 )
 from ._kernelspec import KernelSpec, get_kernelspec
 from ._process import KernelFiles, KernelProcess, make_kernel_files, start_kernel_process
@@ -294,9 +295,9 @@ class Kernel:
 
     def _complete_half(self, state: RequestState) -> None:
         if state.reply is None:
-            # Idle without a reply: nothing to return.  Fail like a dead kernel
-            # would, rather than inventing a reply.
-            raise KernelDied(f"the kernel went idle but sent no reply within {self.grace} s")
+            # Idle without a reply: there is nothing to return, and inventing
+            # a reply would hide a broken kernel.
+            raise NoReply(f"the kernel went idle but sent no reply within {self.grace} s")
         log.warning(
             "%s: got the reply but no idle within %.1f s; completing anyway",
             state.reply.msg_type,

@@ -13,7 +13,7 @@ Who is to blame shapes the tree:
 - :class:`ConnectionFileError`: a connection file is missing, unreadable or
   lacks a field.
 - :class:`KernelError`: the kernel process or its kernelspec: not found, failed
-  to start, died, restarted under us.
+  to start, died, restarted under us, or broke the protocol (no reply).
 - :class:`ExecutionError`: the kernel ran the code and the code raised.
 """
 
@@ -31,6 +31,7 @@ __all__ = [
     "KernelRestarted",
     "KernelStartError",
     "MalformedMessage",
+    "NoReply",
     "NoSuchKernel",
     "ReplayedMessage",
     "SidecarError",
@@ -121,6 +122,10 @@ class KernelDied(KernelError):
         self.exit_code = exit_code
         text = reason if exit_code is None else f"{reason} (exit code {exit_code})"
         super().__init__(text)
+
+
+class NoReply(KernelError):
+    """The kernel finished a request (went idle) but never sent its reply."""
 
 
 class KernelRestarted(KernelError):
