@@ -30,8 +30,10 @@ from sidecar.wire import (
     Header,
     Message,
     Session,
+    Signer,
     Stream,
 )
+from sidecar.wire._signing import _usable
 
 
 def _expected_signature(key: bytes | str, scheme: str, frames: list[Any]) -> bytes:
@@ -218,3 +220,18 @@ def test_no_parent_is_sent_as_empty_object() -> None:
     assert frames[3] == b"{}"
     assert frames[4] == b"{}"  # empty metadata too
     assert Session(b"k").deserialize(frames).parent_header is None
+
+
+@pytest.mark.parametrize(
+    "scheme",
+    sorted(f"hmac-{a}" for a in hashlib.algorithms_available if _usable(a)),
+)
+@given(key=st.binary(min_size=1, max_size=300), parts=st.lists(st.binary(max_size=200), max_size=5))
+def test_signature_equals_hmac_new_for_every_scheme_and_key_length(
+    scheme: str, key: bytes, parts: list[bytes]
+) -> None:
+    """Keys shorter than, equal to and longer than the block size (64 or 128
+    bytes, 136-144 for sha3): the prepared pads give hmac.new's exact digest."""
+    name = scheme.removeprefix("hmac-")
+    expected = hmac.new(key, b"".join(parts), name).hexdigest().encode()
+    assert Signer(key, scheme).sign(parts) == expected
