@@ -15,6 +15,7 @@ Who is to blame shapes the tree:
 - :class:`KernelError`: the kernel process or its kernelspec: not found, failed
   to start, died, restarted under us, or broke the protocol (no reply).
 - :class:`ExecutionError`: the kernel ran the code and the code raised.
+- :class:`NotebookError`: a ``.ipynb`` file is not a valid nbformat 4 notebook.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = [
     "KernelStartError",
     "MalformedMessage",
     "NoReply",
+    "NotebookError",
     "NoSuchKernel",
     "ReplayedMessage",
     "SidecarError",
@@ -169,3 +171,22 @@ class HandlerError(SidecarError):
         first = self.errors[0]
         more = f" (and {len(self.errors) - 1} more)" if len(self.errors) > 1 else ""
         super().__init__(f"a handler raised {type(first).__name__}: {first}{more}")
+
+
+class NotebookError(SidecarError, ValueError):
+    """A notebook could not be read or written: bad JSON, wrong version, or a
+    value of the wrong shape.
+
+    Attributes:
+        reason: what is wrong, e.g. "missing field `name`".
+        where: the place in the notebook, e.g. ``"cells[3].outputs[0]"``;
+            ``""`` for the notebook as a whole.
+        filename: the file read, when one was.
+    """
+
+    def __init__(self, reason: str, *, where: str = "", filename: str | None = None) -> None:
+        self.reason = reason
+        self.where = where
+        self.filename = filename
+        parts = [p for p in (filename, where) if p]
+        super().__init__(": ".join([*parts, reason]))
