@@ -1,42 +1,41 @@
 """The ``sidecar`` command line.
 
-``sidecar exec CODE``       run code on a fresh kernel and print what it outputs
-``sidecar kernelspecs``     list the installed kernels
+``sidecar run NOTEBOOK...``  run notebooks, each on its own fresh kernel
+``sidecar exec CODE``        run code on a fresh kernel and print what it outputs
+``sidecar kernelspecs``      list the installed kernels
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import re
+import signal
 import sys
 from collections.abc import Sequence
-from typing import Any, TextIO
+from pathlib import Path
+from typing import Any, Final, TextIO
 
 import anyio
+import msgspec
 
+from ._batch import Progress, parse_parameter, run_files, summary_table
 from ._client import launch
 from ._exceptions import SidecarError
 from ._kernelspec import find_kernelspecs, get_kernelspec
-from .wire import ErrorOutput, ErrorReply, Message
+from ._notebook import CodeCell, outputs_to_dicts, read_notebook
+from .wire import ErrorReply, Message
 
 __all__ = ["main"]
 
+_ANSI: Final = re.compile(r"\x1b\[[0-9;]*m")
+
 
 def _print_output(message: Message, out: TextIO, err: TextIO) -> None:
-    """Show one iopub message as a terminal would: text, or the text/plain of rich output."""
-    kind = message.msg_type
-    content: Any = message.content
-    if kind == "stream":
-        (err if content.name == "stderr" else out).write(content.text)
-    elif kind in ("execute_result", "display_data"):
-        text = content.data.get("text/plain")
-        if text is not None:
-            out.write(text if text.endswith("\n") else text + "\n")
-        else:
-            out.write(f"<{', '.join(sorted(content.data))}>\n")
-    elif kind == "error" and isinstance(content, ErrorOutput):
-        err.write("\n".join(content.traceback) + "\n")
-    out.flush()
+    """Show one iopub output message as a terminal would."""
+    if message.msg_type in ("stream", "execute_result", "display_data", "error"):
+        output = {"output_type": message.msg_type, **msgspec.to_builtins(message.content)}
+        _print_output_dict(output, out, err)
 
 
 async def _exec(code: str, kernel_name: str, timeout: float | None) -> int:
@@ -46,6 +45,87 @@ async def _exec(code: str, kernel_name: str, timeout: float | None) -> int:
     async with launch(kernel_name) as kernel:
         reply = await kernel.execute(code, handlers=[show], timeout=timeout)
     return 1 if isinstance(reply, ErrorReply) else 0
+
+
+async def _run(args: argparse.Namespace) -> int:
+    paths = [Path(p) for p in args.notebooks]
+    if args.output is not None and len(paths) > 1 and args.output.suffix == ".ipynb":
+        print("sidecar: with several notebooks, -o names a directory", file=sys.stderr)
+        return 2
+    parameters = {name: parse_parameter(value) for name, value in args.parameters or []}
+    progress = Progress(sys.stderr, enabled=not args.quiet)
+    interrupted = False
+    results = []
+    async with anyio.create_task_group() as tg:
+
+        async def on_sigint() -> None:
+            nonlocal interrupted
+            with anyio.open_signal_receiver(signal.SIGINT) as signals:
+                async for _ in signals:
+                    # Cancelling interrupts the running cells, writes what ran
+                    # and shuts every kernel down; a second Ctrl-C is ignored
+                    # so that cleanup can finish.
+                    interrupted = True
+                    tg.cancel_scope.cancel()
+
+        tg.start_soon(on_sigint)
+        results = await run_files(
+            paths,
+            output=args.output,
+            inplace=args.inplace,
+            kernel_name=args.kernel,
+            timeout=args.timeout,
+            allow_errors=args.allow_errors,
+            parameters=parameters,
+            cwd=args.cwd,
+            jobs=args.jobs,
+            progress=progress,
+        )
+        tg.cancel_scope.cancel()
+    if interrupted:
+        print("sidecar: interrupted; what ran was written", file=sys.stderr)
+        return 130
+    for result in results:
+        if args.show and result.output is not None:
+            _show_notebook(result.output)
+        if result.status != "ok":
+            print(f"\n{result.path}: {result.status}\n{result.error}", file=sys.stderr)
+            if result.kernel_log and result.status == "kernel":
+                print(f"--- kernel log ---\n{result.kernel_log}", file=sys.stderr)
+        if args.kernel_log and result.kernel_log:
+            print(f"--- kernel log of {result.path} ---\n{result.kernel_log}", file=sys.stderr)
+    if len(results) > 1:
+        print(summary_table(results), file=sys.stderr)
+    return 0 if all(r.status == "ok" for r in results) else 1
+
+
+def _show_notebook(path: Path) -> None:
+    """Print a notebook's outputs as a terminal shows them."""
+    notebook = read_notebook(path)
+    for cell in notebook.cells:
+        if not isinstance(cell, CodeCell) or not cell.outputs:
+            continue
+        print(f"[{cell.execution_count}]")
+        for output in outputs_to_dicts(cell.outputs):
+            _print_output_dict(output, sys.stdout, sys.stdout)
+
+
+def _print_output_dict(output: dict[str, Any], out: TextIO, err: TextIO) -> None:
+    kind = output["output_type"]
+    if kind == "stream":
+        (err if output["name"] == "stderr" else out).write(output["text"])
+    elif kind in ("execute_result", "display_data"):
+        data = output["data"]
+        # A terminal shows text: markdown where the object offers it (its
+        # text/plain is then usually just a repr), else the plain text.
+        text = data.get("text/markdown", data.get("text/plain"))
+        if text is not None:
+            out.write(text if text.endswith("\n") else text + "\n")
+        else:
+            out.write(f"<{', '.join(sorted(output['data']))}>\n")
+    elif kind == "error":
+        err.write(_ANSI.sub("", "\n".join(output["traceback"])) + "\n")
+    out.flush()
 
 
 def _kernelspecs() -> int:
@@ -67,6 +147,37 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log what sidecar does")
     commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser(
+        "run",
+        help="run notebooks, each on a fresh kernel",
+        description="Run the code cells of notebooks in order and write the results. "
+        "Exit status: 0 all ran, 1 a notebook failed, 2 bad usage, 130 interrupted.",
+    )
+    run.add_argument("notebooks", nargs="+", help=".ipynb files")
+    run.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help="output notebook (a directory with several); default NAME.out.ipynb beside each",
+    )
+    run.add_argument("--inplace", action="store_true", help="overwrite the input notebooks")
+    run.add_argument("--kernel", help="kernelspec (default: the notebook's, else python3)")
+    run.add_argument("--timeout", type=float, help="seconds a cell may run")
+    run.add_argument("--allow-errors", action="store_true", help="go on after a cell raises")
+    run.add_argument(
+        "-p",
+        "--parameter",
+        dest="parameters",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUE"),
+        help="inject NAME = VALUE after the cell tagged 'parameters' (repeatable)",
+    )
+    run.add_argument("--cwd", type=Path, help="kernel working directory (default: the notebook's)")
+    run.add_argument("-j", "--jobs", type=int, default=1, help="notebooks run at once")
+    run.add_argument("--show", action="store_true", help="print the outputs when done")
+    run.add_argument("--kernel-log", action="store_true", help="print what the kernel logged")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     run_code = commands.add_parser("exec", help="run code on a fresh kernel, print its output")
     run_code.add_argument("code", help="the code to run, or - to read it from stdin")
     run_code.add_argument("--kernel", default="python3", help="kernelspec name (python3)")
@@ -84,6 +195,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "kernelspecs":
             return _kernelspecs()
+        if args.command == "run":
+            if args.inplace and args.output is not None:
+                print("sidecar: --inplace and -o exclude each other", file=sys.stderr)
+                return 2
+            return anyio.run(_run, args, backend=args.backend)
         code = sys.stdin.read() if args.code == "-" else args.code
         return anyio.run(_exec, code, args.kernel, args.timeout, backend=args.backend)
     except SidecarError as e:

@@ -1,0 +1,319 @@
+"""Running notebooks: the library call, the CLI as a user meets it, and nbclient as oracle."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+import sidecar
+from sidecar._notebook import read_notebook
+
+pytestmark = pytest.mark.kernel
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+def write(path: Path, *cells: Any, **metadata: Any) -> Path:
+    nb = new_notebook(cells=list(cells), metadata=metadata)
+    nbformat.write(nb, path)
+    return path
+
+
+def run_cli(
+    *args: str, cwd: Path | None = None, backend: str = "trio"
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sidecar", "--backend", backend, "run", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+    )
+
+
+# -- the library ---------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_run_notebook_fills_outputs_counts_timing_and_widgets(
+    kernel: sidecar.Kernel, tmp_path: Path
+) -> None:
+    path = write(
+        tmp_path / "nb.ipynb",
+        new_markdown_cell("# title"),
+        new_code_cell("x = 1\nprint('a')\nprint('b')"),
+        new_code_cell("from IPython.display import display\nh = display('first', display_id=True)"),
+        new_code_cell("h.update('updated')\nx + 41"),
+        new_code_cell("print('skipped')", metadata={"tags": ["skip-execution"]}),
+        new_code_cell("   "),
+    )
+    notebook = read_notebook(path)
+    await sidecar.run_notebook(notebook, kernel)
+    cells = notebook.cells
+    assert sidecar.outputs_to_dicts(cells[1].outputs) == [  # type: ignore[union-attr]
+        {"output_type": "stream", "name": "stdout", "text": "a\nb\n"}
+    ]
+    display = sidecar.outputs_to_dicts(cells[2].outputs)  # type: ignore[union-attr]
+    assert display[0]["data"]["text/plain"] == "'updated'"
+    result = sidecar.outputs_to_dicts(cells[3].outputs)  # type: ignore[union-attr]
+    assert result[0]["data"] == {"text/plain": "42"}
+    assert cells[3].execution_count == result[0]["execution_count"]  # type: ignore[union-attr]
+    assert cells[4].outputs == []  # type: ignore[union-attr]
+    assert cells[4].execution_count is None  # type: ignore[union-attr]
+    timing = cells[1].metadata["execution"]
+    assert set(timing) >= {
+        "iopub.status.busy",
+        "iopub.execute_input",
+        "shell.execute_reply",
+        "iopub.status.idle",
+    }
+    assert notebook.metadata["language_info"]["name"] == "python"
+
+
+@pytest.mark.anyio
+async def test_error_stops_the_run_unless_allowed(kernel: sidecar.Kernel, tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "nb.ipynb",
+        new_code_cell("print('before')"),
+        new_code_cell("1 / 0"),
+        new_code_cell("print('after')"),
+    )
+    notebook = read_notebook(path)
+    with pytest.raises(sidecar.CellError) as info:
+        await sidecar.run_notebook(notebook, kernel)
+    assert info.value.cell_index == 1
+    assert info.value.ename == "ZeroDivisionError"
+    errors = sidecar.outputs_to_dicts(notebook.cells[1].outputs)  # type: ignore[union-attr]
+    assert errors[-1]["ename"] == "ZeroDivisionError"
+    assert notebook.cells[2].outputs == []  # type: ignore[union-attr]
+
+    notebook = read_notebook(path)
+    await sidecar.run_notebook(notebook, kernel, allow_errors=True)
+    after = sidecar.outputs_to_dicts(notebook.cells[2].outputs)  # type: ignore[union-attr]
+    assert after[0]["text"] == "after\n"
+
+
+@pytest.mark.anyio
+async def test_parameters_are_injected_after_the_tagged_cell(
+    kernel: sidecar.Kernel, tmp_path: Path
+) -> None:
+    path = write(
+        tmp_path / "nb.ipynb",
+        new_code_cell("greeting = 'hi'\ncount = 1", metadata={"tags": ["parameters"]}),
+        new_code_cell("print(greeting * count, flag, nothing)"),
+    )
+    notebook = read_notebook(path)
+    await sidecar.run_notebook(
+        notebook, kernel, parameters={"greeting": "yo", "count": 2, "flag": True, "nothing": None}
+    )
+    injected = notebook.cells[1]
+    assert injected.metadata["tags"] == ["injected-parameters"]
+    assert "greeting = 'yo'" in injected.source
+    printed = sidecar.outputs_to_dicts(notebook.cells[2].outputs)  # type: ignore[union-attr]
+    assert printed[0]["text"] == "yoyo True None\n"
+    # A second run replaces the injected cell rather than adding another.
+    await sidecar.run_notebook(notebook, kernel, parameters={"greeting": "x"})
+    tags = [c.metadata.get("tags") for c in notebook.cells]
+    assert tags.count(["injected-parameters"]) == 1
+
+
+# -- nbclient as the oracle ----------------------------------------------------------------
+
+_VOLATILE = re.compile(r"0x[0-9a-f]+")
+
+
+def _terminal(text: str) -> str:
+    """Carriage returns and backspaces applied, as a frontend shows a stream."""
+    while True:
+        erased = re.sub("[^\n]\x08", "", text)
+        if erased == text:
+            break
+        text = erased
+    return re.sub(r"[^\n]*\r(?=[^\n])", "", text)
+
+
+def _normalized(nb: dict[str, Any]) -> list[list[dict[str, Any]]]:
+    """Outputs per code cell as a frontend shows them (consecutive streams
+    merged, carriage returns applied), object addresses masked."""
+    cells = []
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        merged: list[dict[str, Any]] = []
+        for output in cell["outputs"]:
+            output = json.loads(_VOLATILE.sub("0x?", json.dumps(output)))
+            output.pop("execution_count", None)
+            if isinstance(output.get("text"), list):
+                output["text"] = "".join(output["text"])
+            last = merged[-1] if merged else None
+            if (
+                last is not None
+                and output["output_type"] == "stream"
+                and last["output_type"] == "stream"
+                and last["name"] == output["name"]
+            ):
+                last["text"] += output["text"]
+            else:
+                merged.append(output)
+        for output in merged:
+            if output["output_type"] == "stream":
+                output["text"] = _terminal(output["text"])
+        cells.append(merged)
+    return cells
+
+
+def _nbclient_run(path: Path) -> dict[str, Any]:
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, kernel_name="python3", allow_errors=True, timeout=60)
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(client.async_execute())
+    finally:
+        loop.close()
+    return json.loads(nbformat.writes(nb))
+
+
+@pytest.mark.parametrize("example", ["tour.ipynb", "fibonacci.ipynb"])
+def test_same_outputs_as_nbclient(example: str, tmp_path: Path) -> None:
+    source = EXAMPLES / example
+    ours = tmp_path / "ours.ipynb"
+    done = run_cli(str(source), "-o", str(ours), "--allow-errors", "-q")
+    assert done.returncode == 0, done.stderr
+    expected = _normalized(_nbclient_run(source))
+    got = _normalized(json.loads(ours.read_text()))
+    assert got == expected
+
+
+def test_written_notebook_is_what_nbformat_would_write(tmp_path: Path) -> None:
+    out = tmp_path / "out.ipynb"
+    done = run_cli(str(EXAMPLES / "tour.ipynb"), "-o", str(out), "-q")
+    assert done.returncode == 0, done.stderr
+    again = tmp_path / "again.ipynb"
+    nbformat.write(nbformat.read(out, as_version=4), again)
+    assert again.read_bytes() == out.read_bytes()
+    nbformat.validate(nbformat.read(out, as_version=4))
+
+
+# -- the CLI ------------------------------------------------------------------------------
+
+
+def test_cli_error_exit_code_printout_and_partial_output(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "fails.ipynb",
+        new_code_cell("print('ran')"),
+        new_code_cell("raise ValueError('bad value')"),
+        new_code_cell("print('never')"),
+    )
+    done = run_cli(str(path), "-q")
+    assert done.returncode == 1
+    assert "cell 1 raised ValueError: bad value" in done.stderr
+    assert "raise ValueError('bad value')" in done.stderr
+    written = json.loads((tmp_path / "fails.out.ipynb").read_text())
+    assert written["cells"][0]["outputs"][0]["text"] == ["ran\n"]
+    assert written["cells"][1]["outputs"][-1]["ename"] == "ValueError"
+    assert written["cells"][2]["outputs"] == []
+
+
+def test_cli_parameters_inplace_and_show(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "p.ipynb",
+        new_code_cell("name = 'x'\nn = 1", metadata={"tags": ["parameters"]}),
+        new_code_cell("print(name * n)"),
+    )
+    done = run_cli(str(path), "--inplace", "-p", "name", "ab", "-p", "n", "3", "--show", "-q")
+    assert done.returncode == 0, done.stderr
+    assert "ababab" in done.stdout
+    written = json.loads(path.read_text())
+    assert written["cells"][2]["outputs"][0]["text"] == ["ababab\n"]
+
+
+def test_cli_runs_in_the_notebooks_directory_by_default(tmp_path: Path) -> None:
+    (tmp_path / "data.txt").write_text("from a file")
+    path = write(tmp_path / "cwd.ipynb", new_code_cell("print(open('data.txt').read())"))
+    done = run_cli(str(path), "-q", cwd=Path("/"))
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_cli_many_notebooks_one_failing(tmp_path: Path, backend: str) -> None:
+    paths = [write(tmp_path / f"ok{i}.ipynb", new_code_cell(f"print({i})")) for i in range(3)]
+    paths.insert(1, write(tmp_path / "bad.ipynb", new_code_cell("1 / 0")))
+    out = tmp_path / "out"
+    done = run_cli(*map(str, paths), "-j", "2", "-o", str(out), backend=backend)
+    assert done.returncode == 1
+    table = done.stderr[done.stderr.index("notebook") :]
+    assert re.search(r"bad\.ipynb\s+error\s+1/1", table)
+    assert len(re.findall(r"ok\d\.ipynb\s+ok\s+1/1", table)) == 3
+    for i in range(3):
+        written = json.loads((out / f"ok{i}.ipynb").read_text())
+        assert written["cells"][0]["outputs"][0]["text"] == [f"{i}\n"]
+
+
+def test_cli_invalid_notebook_and_missing_kernel(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.ipynb"
+    bad.write_text("{not json")
+    done = run_cli(str(bad), "-q")
+    assert done.returncode == 1
+    assert "invalid" in done.stderr
+    path = write(tmp_path / "k.ipynb", new_code_cell("1"))
+    done = run_cli(str(path), "--kernel", "no-such-kernel", "-q")
+    assert done.returncode == 1
+    assert "no kernelspec named 'no-such-kernel'" in done.stderr
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_ctrl_c_writes_what_ran_and_leaves_no_kernel(tmp_path: Path, backend: str) -> None:
+    path = write(
+        tmp_path / "long.ipynb",
+        new_code_cell("print('first', flush=True)"),
+        new_code_cell("import time, os\nprint(os.getpid(), flush=True)\ntime.sleep(60)"),
+        new_code_cell("print('never')"),
+    )
+    out = tmp_path / "long.out.ipynb"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sidecar", "--backend", backend, "run", str(path), "-o", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # Wait until the second cell runs (its progress line is on stderr).
+        deadline = time.monotonic() + 60
+        assert proc.stderr is not None
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if "cell 2/3" in line:
+                break
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    written = json.loads(out.read_text())
+    assert written["cells"][0]["outputs"][0]["text"] == ["first\n"]
+    kernel_pid = int(written["cells"][1]["outputs"][0]["text"][0])
+    assert written["cells"][1]["outputs"][-1]["ename"] == "KeyboardInterrupt"
+    with pytest.raises(ProcessLookupError):
+        os.kill(kernel_pid, 0)
+
+
+def test_readme_main_command_runs_the_bundled_example(tmp_path: Path) -> None:
+    done = run_cli(str(EXAMPLES / "tour.ipynb"), "--show", "-o", str(tmp_path / "t.ipynb"))
+    assert done.returncode == 0, done.stderr
+    assert "hello, world (2/2)" in done.stdout
+    assert "still running after the expected error" in done.stdout
