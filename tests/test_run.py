@@ -317,3 +317,50 @@ def test_readme_main_command_runs_the_bundled_example(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "hello, world (2/2)" in done.stdout
     assert "still running after the expected error" in done.stdout
+
+
+def test_kernel_log_is_kept_out_of_the_terminal_unless_asked(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "log.ipynb",
+        new_code_cell("import os\nos.write(2, b'straight to the kernel process stderr\\n')"),
+    )
+    quiet = run_cli(str(path), "-q")
+    assert quiet.returncode == 0, quiet.stderr
+    assert "straight to the kernel" not in quiet.stderr
+    shown = run_cli(str(path), "-q", "--kernel-log")
+    assert shown.returncode == 0, shown.stderr
+    assert "straight to the kernel process stderr" in shown.stderr
+
+
+def test_progress_is_one_rewritten_line_on_a_terminal(tmp_path: Path) -> None:
+    import pty
+
+    path = write(tmp_path / "p.ipynb", new_code_cell("1"), new_code_cell("2"))
+    leader, follower = pty.openpty()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "sidecar", "run", str(path)],
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            timeout=120,
+        )
+        os.close(follower)
+        follower = -1
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # EIO once the terminal is drained and closed
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(leader)
+        if follower != -1:
+            os.close(follower)
+    assert done.returncode == 0
+    shown = b"".join(chunks).decode()
+    assert "p.ipynb 1/2" in shown
+    assert "\r" in shown
+    assert "p.ipynb: ok (2/2 cells" in shown
