@@ -115,38 +115,28 @@ def make_kernel_files(
         public_key, secret_key = zmq.curve_keypair()
         public, secret = public_key.decode(), secret_key.decode()
     if transport == "ipc":
+        # IPC "ports" are suffixes of a path in a private (0700) directory.
         ipc_dir = Path(tempfile.mkdtemp(prefix="sidecar-", dir=runtime))
         if len(str(ipc_dir)) + 10 > _MAX_IPC_PATH:
             shutil.rmtree(ipc_dir, ignore_errors=True)
             ipc_dir = Path(tempfile.mkdtemp(prefix="sidecar-"))
-        info = ConnectionInfo(
-            transport="ipc",
-            ip=str(ipc_dir / "k"),
-            shell_port=1,
-            iopub_port=2,
-            stdin_port=3,
-            control_port=4,
-            hb_port=5,
-            key=key,
-            kernel_name=kernel_name,
-            curve_publickey=public,
-            curve_secretkey=secret,
-        )
+        host, ports = str(ipc_dir / "k"), [1, 2, 3, 4, 5]
     else:
-        shell, iopub, stdin, control, hb = _free_ports(ip)
-        info = ConnectionInfo(
-            transport="tcp",
-            ip=ip,
-            shell_port=shell,
-            iopub_port=iopub,
-            stdin_port=stdin,
-            control_port=control,
-            hb_port=hb,
-            key=key,
-            kernel_name=kernel_name,
-            curve_publickey=public,
-            curve_secretkey=secret,
-        )
+        host, ports = ip, _free_ports(ip)
+    shell, iopub, stdin, control, hb = ports
+    info = ConnectionInfo(
+        transport=transport,
+        ip=host,
+        shell_port=shell,
+        iopub_port=iopub,
+        stdin_port=stdin,
+        control_port=control,
+        hb_port=hb,
+        key=key,
+        kernel_name=kernel_name,
+        curve_publickey=public,
+        curve_secretkey=secret,
+    )
     path = runtime / f"kernel-sidecar-{kid}.json"
     write_connection_file(info, path)
     return KernelFiles(info, path, ipc_dir)

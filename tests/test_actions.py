@@ -224,19 +224,6 @@ async def test_comm_opened_by_the_kernel_reaches_a_registered_target(
     assert state[opened[0].comm_id]["model_name"] == "M"
 
 
-async def test_interrupt_of_a_running_cell(kernel: sidecar.Kernel) -> None:
-    async with anyio.create_task_group() as tg:
-
-        async def interrupt_soon() -> None:
-            await anyio.sleep(0.5)
-            await kernel.interrupt()
-
-        tg.start_soon(interrupt_soon)
-        reply = await kernel.execute("import time; time.sleep(30)")
-    assert isinstance(reply, ErrorReply)
-    assert reply.ename == "KeyboardInterrupt"
-
-
 async def test_timeout_interrupts_and_leaves_the_kernel_usable(kernel: sidecar.Kernel) -> None:
     seen: list[Message] = []
     started = anyio.current_time()

@@ -8,7 +8,7 @@ import os
 import signal
 import stat
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TypeVar
@@ -65,6 +65,41 @@ def _stdout(messages: list[Message]) -> str:
         for m in messages
         if m.msg_type == "stream" and isinstance(m.content, Stream) and m.content.name == "stdout"
     )
+
+
+async def _interrupted_sleep(kernel: sidecar.Kernel) -> ErrorReply:
+    """Run a 30 s sleep, interrupt it after 0.5 s, return the error reply."""
+
+    async def interrupt_soon() -> None:
+        await anyio.sleep(0.5)
+        await kernel.interrupt()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(interrupt_soon)
+        reply = await kernel.execute("import time; time.sleep(30)")
+    assert isinstance(reply, ErrorReply)
+    assert reply.ename == "KeyboardInterrupt"
+    return reply
+
+
+async def _waiting_request_fails_on(
+    kernel: sidecar.Kernel, restart: Callable[[], Awaitable[object]]
+) -> None:
+    """While a long execute waits, ``restart()``: the execute raises KernelRestarted."""
+    failure: list[BaseException] = []
+
+    async def wait_forever() -> None:
+        try:
+            await kernel.execute("import time; time.sleep(60)")
+        except sidecar.KernelRestarted as e:
+            failure.append(e)
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait_forever)
+            await anyio.sleep(0.5)
+            await restart()
+    assert failure, "the waiting request did not fail with KernelRestarted"
 
 
 async def test_launch_answers_kernel_info_and_cleans_up() -> None:
@@ -226,35 +261,18 @@ async def test_error_in_the_body_propagates_unwrapped_and_stops_the_kernel() -> 
 
 async def test_interrupt_a_long_sleep() -> None:
     async with sidecar.launch("python3") as kernel:
-
-        async def interrupt_soon() -> None:
-            await anyio.sleep(0.5)
-            await kernel.interrupt()
-
+        assert kernel.interrupt_mode == "signal"
         started = anyio.current_time()
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(interrupt_soon)
-            reply = await kernel.execute("import time; time.sleep(30)")
-        assert isinstance(reply, ErrorReply)
-        assert reply.ename == "KeyboardInterrupt"
+        await _interrupted_sleep(kernel)
         assert anyio.current_time() - started < 2.5
         after = await kernel.execute("1")
         assert isinstance(after, ExecuteReply)
 
 
-async def test_interrupt_by_message(tmp_path: Path) -> None:
+async def test_interrupt_by_message() -> None:
     async with sidecar.launch("python3") as kernel:
         kernel.interrupt_mode = "message"
-        async with anyio.create_task_group() as tg:
-
-            async def interrupt_soon() -> None:
-                await anyio.sleep(0.5)
-                await kernel.interrupt()
-
-            tg.start_soon(interrupt_soon)
-            reply = await kernel.execute("import time; time.sleep(30)")
-        assert isinstance(reply, ErrorReply)
-        assert reply.ename == "KeyboardInterrupt"
+        await _interrupted_sleep(kernel)
 
 
 async def test_restart_fails_waiting_requests_and_then_works() -> None:
@@ -262,20 +280,7 @@ async def test_restart_fails_waiting_requests_and_then_works() -> None:
         assert kernel.process is not None
         old_pid = kernel.process.pid
         await kernel.execute("x = 1")
-        failure: list[BaseException] = []
-
-        async def wait_forever() -> None:
-            try:
-                await kernel.execute("import time; time.sleep(60)")
-            except sidecar.KernelRestarted as e:
-                failure.append(e)
-
-        with anyio.fail_after(30):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(wait_forever)
-                await anyio.sleep(0.5)
-                await kernel.restart()
-        assert failure, "the waiting request did not fail with KernelRestarted"
+        await _waiting_request_fails_on(kernel, kernel.restart)
         assert kernel.process.pid != old_pid
         assert not _alive(old_pid)
         seen: list[Message] = []
@@ -379,22 +384,8 @@ async def test_restart_by_someone_else_fails_waiting_requests(tmp_path: Path) ->
     async with _kernel_started_by_jupyter_client(tmp_path) as manager:
         async with sidecar.connect(manager.connection_file) as kernel:
             old_session = kernel.connection.kernel_session
-            failure: list[BaseException] = []
-
-            async def wait_forever() -> None:
-                try:
-                    await kernel.execute("import time; time.sleep(60)")
-                except sidecar.KernelRestarted as e:
-                    failure.append(e)
-
-            with anyio.fail_after(30):
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(wait_forever)
-                    await anyio.sleep(0.5)
-                    await anyio.to_thread.run_sync(
-                        _oracle(lambda: manager.restart_kernel(now=True))
-                    )
-            assert failure
+            restart = _oracle(lambda: manager.restart_kernel(now=True))
+            await _waiting_request_fails_on(kernel, lambda: anyio.to_thread.run_sync(restart))
             with anyio.fail_after(30):
                 while True:  # the new kernel may take a moment to bind
                     with anyio.move_on_after(1):
