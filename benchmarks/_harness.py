@@ -203,7 +203,18 @@ def environment(*dists: str) -> dict[str, Any]:
     }
 
 
-def parse_args(description: str, argv: Sequence[str] | None = None) -> argparse.Namespace:
+def parse_args(
+    description: str,
+    argv: Sequence[str] | None = None,
+    *,
+    default_repeat: int = DEFAULT_REPEAT,
+    add_arguments: Callable[[argparse.ArgumentParser], object] | None = None,
+) -> argparse.Namespace:
+    """The common options (``--json``, ``--repeat``), plus a module's own ones.
+
+    ``add_arguments`` adds a module's options to the parser; ``default_repeat``
+    suits a module whose reps are long (``--repeat`` still overrides it).
+    """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument(
         "--json",
@@ -213,9 +224,11 @@ def parse_args(description: str, argv: Sequence[str] | None = None) -> argparse.
     parser.add_argument(
         "--repeat",
         type=int,
-        default=DEFAULT_REPEAT,
-        help=f"timed reps per case, median reported (default {DEFAULT_REPEAT})",
+        default=default_repeat,
+        help=f"timed reps per case, median reported (default {default_repeat})",
     )
+    if add_arguments is not None:
+        add_arguments(parser)
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
