@@ -271,6 +271,9 @@ class Kernel:
         while not state.done:
             if deadline is None:
                 channel, message = await inbox.get()
+            elif not inbox.empty():
+                # The other half may already be queued: no timer needed.
+                channel, message = await inbox.get()
             else:
                 with anyio.move_on_after(deadline - anyio.current_time()) as scope:
                     channel, message = await inbox.get()

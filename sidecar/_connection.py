@@ -93,26 +93,33 @@ class Inbox:
 
     def get_nowait(self) -> tuple[Channel, Message] | None:
         """The next message, or None if none has arrived (raises if failed)."""
-        if self._items:
-            return self._items.popleft()
+        items = self._items
+        if items:
+            item = items.popleft()
+            if not items and self._error is None:
+                # Drained: the next get must wait for the next put.
+                self._ready = anyio.Event()
+            return item
         if self._error is not None:
             raise self._error
         return None
 
     async def get(self) -> tuple[Channel, Message]:
-        """The next message, waiting for it.
+        """The next message, waiting for it (always a checkpoint).
 
         Raises:
             KernelDied, KernelRestarted: the inbox was failed and is empty.
         """
+        item = self.get_nowait()
+        if item is not None:
+            await anyio.lowlevel.checkpoint()
+            return item
         while True:
+            await self._ready.wait()
             item = self.get_nowait()
             if item is not None:
-                await anyio.lowlevel.checkpoint()
                 return item
-            await self._ready.wait()
-            if not self._items and self._error is None:
-                self._ready = anyio.Event()
+            self._ready = anyio.Event()  # set with nothing queued: never spin
 
 
 @final

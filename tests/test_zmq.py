@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import anyio
@@ -30,31 +31,49 @@ def pair() -> tuple[zmq.Context[zmq.Socket[bytes]], zmq.Socket[bytes], zmq.Socke
     ctx.term()
 
 
-async def test_no_lost_wakeup_when_a_send_drains_the_fd(pair) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("mode", ["recv", "pump"])
+async def test_no_lost_wakeup_when_a_send_drains_the_fd(pair, mode: str) -> None:  # type: ignore[no-untyped-def]
     """The reader sleeps on the fd; a send from another task processes the
     mailbox (draining the edge) while a reply is already queued.  Without the
-    kick after send the reader would never wake (the design notes' repro)."""
+    kick after send the reader would never wake (the design notes' repro).
+    Both ways of receiving: direct recv_multipart and the pump (which on
+    asyncio keeps a persistent loop reader instead of anyio.wait_readable)."""
     _, router, dealer = pair
     sock = AsyncSocket(dealer)
     got: list[list[bytes]] = []
+    both = anyio.Event()
+
+    def on_message(frames: list[bytes]) -> None:
+        got.append(frames)
+        if len(got) == 2:
+            both.set()
 
     async def reader() -> None:
-        while len(got) < 2:
-            got.append(await sock.recv_multipart())
+        if mode == "pump":
+            await sock.pump(on_message)
+        else:
+            while len(got) < 2:
+                on_message(await sock.recv_multipart())
 
-    def echo() -> None:
-        ident, body = router.recv_multipart()
-        router.send_multipart([ident, b"re:" + body])
+    def echo_twice() -> None:
+        for _ in range(2):
+            ident, body = router.recv_multipart()
+            router.send_multipart([ident, b"re:" + body])
 
-    with anyio.fail_after(5):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(reader)
-            await anyio.sleep(0.05)  # the reader is now waiting on the fd
-            await sock.send([b"1"])
-            await anyio.to_thread.run_sync(echo)
-            time.sleep(0.05)  # block the loop while reply 1 lands in libzmq
-            await sock.send([b"2"])  # drains the fd: reply 1 must not be lost
-            await anyio.to_thread.run_sync(echo)
+    echoer = threading.Thread(target=echo_twice)
+    echoer.start()
+    try:
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(reader)
+                await anyio.sleep(0.05)  # the reader is now waiting on the fd
+                await sock.send([b"1"])
+                time.sleep(0.2)  # block the loop while reply 1 lands in libzmq
+                await sock.send([b"2"])  # drains the fd: reply 1 must not be lost
+                await both.wait()
+                sock.close()
+    finally:
+        echoer.join(5)
     assert got == [[b"re:1"], [b"re:2"]]
 
 
