@@ -22,7 +22,7 @@ import sys
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, AsyncExitStack, asynccontextmanager, nullcontext
-from typing import Any, Final, Literal, TypeAlias, TypeVar, final
+from typing import Any, Final, Literal, TypeAlias, final
 
 import anyio
 import anyio.abc
@@ -80,7 +80,6 @@ __all__ = ["Handler", "Kernel", "StdinCallback", "connect", "launch"]
 
 log = logging.getLogger("sidecar")
 
-T = TypeVar("T")
 Handler: TypeAlias = Any
 """A handler: a callable taking each :class:`~sidecar.wire.Message` (sync or
 async), or an object whose ``on_<msg_type>`` methods (sync or async) get the
