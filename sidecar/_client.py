@@ -646,6 +646,7 @@ class Kernel:
             await process.stop()
             conn.fail(KernelRestarted("the kernel was restarted"))
             conn.revive()
+            conn.watch_handshakes()
             self.process = await _start_process(spec, files, self._tg, self._start_options)
             self._tg.start_soon(_watch_process, self, self.process)
             await self._wait_ready(timeout)

@@ -47,9 +47,10 @@ Channel = Literal["shell", "control", "stdin", "iopub"]
 # How long a DEALER waits before retrying a connect.  ZeroMQ's 100 ms default
 # is what makes stdin and control join late when we connect before the kernel
 # has bound; an input_request sent in that window is dropped by the kernel's
-# ROUTER.  Backoff up to a second keeps a dead endpoint cheap.
+# ROUTER.  Backing off to 100 ms keeps a dead endpoint cheap, and a restarted
+# kernel is still found within a tenth of a second of binding.
 _RECONNECT_IVL_MS: Final = 10
-_RECONNECT_IVL_MAX_MS: Final = 1000
+_RECONNECT_IVL_MAX_MS: Final = 100
 
 
 class Statistics(msgspec.Struct, frozen=True, kw_only=True):
@@ -131,12 +132,11 @@ class Connection:
         info: ConnectionInfo,
         session: Session,
         sockets: dict[Channel, AsyncSocket],
-        monitors: list[AsyncSocket],
     ) -> None:
         self.info: Final = info
         self.session: Final = session
         self._sockets = sockets
-        self._monitors = monitors
+        self._monitors: list[AsyncSocket] = []
         self._routes: dict[str, Inbox] = {}
         self._observers: list[MemoryObjectSendStream[tuple[Channel, Message]]] = []
         self._error: BaseException | None = None
@@ -355,6 +355,18 @@ class Connection:
                 return reply
             delay = min(delay * 2, 1.0)
 
+    def watch_handshakes(self) -> None:
+        """Watch the ZeroMQ handshakes of stdin and control; :meth:`wait_ready` waits for them.
+
+        Called when the connection opens, and again before a restarted kernel
+        binds, so that its stdin and control are proven live as well.
+        """
+        self._close_monitors()
+        for channel in ("control", "stdin"):
+            sock = self._sockets[channel].socket
+            monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+            self._monitors.append(AsyncSocket(monitor))
+
     def _close_monitors(self) -> None:
         for channel, sock in self._sockets.items():
             if channel in ("stdin", "control"):
@@ -363,11 +375,6 @@ class Connection:
         for monitor in self._monitors:
             monitor.close()
         self._monitors.clear()
-
-    def _close(self) -> None:
-        self._close_monitors()
-        for sock in self._sockets.values():
-            sock.close()
 
 
 async def _wait_reply(inbox: Inbox) -> Message:
@@ -451,23 +458,21 @@ async def open_connection(
     own_context = context is None
     ctx: zmq.Context[Any] = zmq.Context(io_threads=1) if context is None else context
     sockets: dict[Channel, AsyncSocket] = {}
-    monitors: list[AsyncSocket] = []
+    conn: Connection | None = None
     try:
         identity = session.session_id.encode()
         dealers: tuple[Channel, ...] = ("shell", "control", "stdin")
         for channel in dealers:
             dealer = _socket(ctx, zmq.DEALER, info)
             dealer.identity = identity
-            if channel != "shell":
-                monitor = dealer.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
-                monitors.append(AsyncSocket(monitor))
-            dealer.connect(info.endpoint(channel))
             sockets[channel] = AsyncSocket(dealer)
         iopub = _socket(ctx, zmq.SUB, info)
         iopub.setsockopt(zmq.SUBSCRIBE, b"")
-        iopub.connect(info.endpoint("iopub"))
         sockets["iopub"] = AsyncSocket(iopub)
-        conn = Connection(info, session, sockets, monitors)
+        conn = Connection(info, session, sockets)
+        conn.watch_handshakes()  # before connecting, so no handshake goes unseen
+        for channel, sock in sockets.items():
+            sock.socket.connect(info.endpoint(channel))
         async with open_task_group() as tg:
             # The pumps are shielded: when a scope around the whole block is
             # cancelled, cleanup (interrupting a cancelled execute, a polite
@@ -485,9 +490,9 @@ async def open_connection(
                     scope.cancel()
                 tg.cancel_scope.cancel()
     finally:
+        if conn is not None:
+            conn._close_monitors()
         for opened in sockets.values():
-            opened.close()
-        for opened in monitors:
             opened.close()
         if own_context:
             ctx.term()

@@ -284,9 +284,16 @@ async def test_restart_fails_waiting_requests_and_then_works() -> None:
         assert kernel.process.pid != old_pid
         assert not _alive(old_pid)
         seen: list[Message] = []
-        reply = await kernel.execute("print('x' in dir())", handlers=[seen.append])
+
+        async def answer(prompt: str, password: bool) -> str:
+            return "typed"
+
+        # The fresh process's stdin is proven live too: input() right away works.
+        reply = await kernel.execute(
+            "print('x' in dir(), input())", handlers=[seen.append], stdin=answer
+        )
         assert isinstance(reply, ExecuteReply)
-        assert _stdout(seen) == "False\n"
+        assert _stdout(seen) == "False typed\n"
 
 
 async def test_missing_kernelspec_is_named() -> None:
