@@ -1,5 +1,14 @@
 """sidecar: a Jupyter kernel client on pyzmq and anyio, for asyncio and trio alike."""
 
+from ._bench import (
+    BenchResult as BenchResult,
+    BenchSample as BenchSample,
+    BenchStats as BenchStats,
+    BenchVariant as BenchVariant,
+    BenchVariantResult as BenchVariantResult,
+    VariantLike as VariantLike,
+    bench as bench,
+)
 from ._client import (
     Handler as Handler,
     Kernel as Kernel,
@@ -58,6 +67,11 @@ from ._run import CellError as CellError, CellProgress as CellProgress, run_note
 from ._version import __version__ as __version__
 
 __all__ = [
+    "BenchResult",
+    "BenchSample",
+    "BenchStats",
+    "BenchVariant",
+    "BenchVariantResult",
     "Cell",
     "CellError",
     "CellProgress",
@@ -95,9 +109,11 @@ __all__ = [
     "Statistics",
     "StdinCallback",
     "StreamOutput",
+    "VariantLike",
     "WireError",
     "__version__",
     "apply_stream_controls",
+    "bench",
     "connect",
     "find_kernelspecs",
     "get_kernelspec",

@@ -2,6 +2,7 @@
 
 ``sidecar run NOTEBOOK...``  run notebooks, each on its own fresh kernel
 ``sidecar exec CODE``        run code on a fresh kernel and print what it outputs
+``sidecar bench CODE...``    time code or notebooks on kernels, print statistics
 ``sidecar kernelspecs``      list the installed kernels
 """
 
@@ -20,8 +21,9 @@ import anyio
 import msgspec
 
 from ._batch import Progress, parse_parameter, run_files, summary_table
+from ._bench import BenchVariant, VariantLike, bench
 from ._client import launch
-from ._exceptions import SidecarError
+from ._exceptions import ExecutionError, SidecarError
 from ._kernelspec import find_kernelspecs, get_kernelspec
 from ._notebook import CodeCell, outputs_to_dicts, read_notebook
 from .wire import ErrorReply, Message
@@ -97,6 +99,41 @@ async def _run(args: argparse.Namespace) -> int:
     if len(results) > 1:
         print(summary_table(results), file=sys.stderr)
     return 0 if all(r.status == "ok" for r in results) else 1
+
+
+async def _bench(args: argparse.Namespace) -> int:
+    items: list[str | Path] = [*args.code, *args.notebook]
+    if not items:
+        print("sidecar: bench needs code or --notebook", file=sys.stderr)
+        return 2
+    if len(args.name) > len(items):
+        print("sidecar: more --name than things to time", file=sys.stderr)
+        return 2
+    variants: list[VariantLike] = list(items)
+    for i, name in enumerate(args.name):
+        item = items[i]
+        code, notebook = (item, None) if isinstance(item, str) else (None, str(item))
+        variants[i] = BenchVariant(name, code=code, notebook=notebook)
+    try:
+        result = await bench(
+            *variants,
+            n=args.n,
+            kernels=args.kernels,
+            warmup=args.warmup,
+            fresh=args.fresh,
+            interleave=args.interleave,
+            kernel_name=args.kernel,
+            timeout=args.timeout,
+        )
+    except (ValueError, OSError) as e:
+        print(f"sidecar: {e}", file=sys.stderr)
+        return 2
+    except ExecutionError as e:
+        print(_ANSI.sub("", "\n".join(e.traceback)), file=sys.stderr)
+        print(f"sidecar: {e}", file=sys.stderr)
+        return 1
+    print(result.to_json().decode() if args.json else result.render())
+    return 0
 
 
 def _show_notebook(path: Path) -> None:
@@ -182,6 +219,45 @@ def _parser() -> argparse.ArgumentParser:
     run_code.add_argument("code", help="the code to run, or - to read it from stdin")
     run_code.add_argument("--kernel", default="python3", help="kernelspec name (python3)")
     run_code.add_argument("--timeout", type=float, default=None, help="seconds before giving up")
+    timing = commands.add_parser(
+        "bench",
+        help="time code or notebooks on kernels",
+        description="Run each CODE (and each --notebook) N times on kernels of its own and "
+        "print statistics of the client's and the kernel's time per run. "
+        "Exit status: 0 done, 1 the code raised, 2 bad usage.",
+    )
+    timing.add_argument("code", nargs="*", help="code to time; - reads it from stdin")
+    timing.add_argument(
+        "--notebook",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="PATH",
+        help="time a run of this notebook's code cells (repeatable)",
+    )
+    timing.add_argument("-n", type=int, default=100, help="runs of each (100)")
+    timing.add_argument(
+        "-k", "--kernels", type=int, default=1, help="kernels for each, running at once (1)"
+    )
+    timing.add_argument(
+        "--warmup", type=int, help="untimed runs on each kernel first (1; 0 with --fresh)"
+    )
+    timing.add_argument("--fresh", action="store_true", help="a new kernel for every run")
+    timing.add_argument(
+        "--no-interleave",
+        dest="interleave",
+        action="store_false",
+        help="time one variant after another instead of in turns",
+    )
+    timing.add_argument(
+        "--name",
+        action="append",
+        default=[],
+        help="names for the variants, in order: codes, then notebooks (repeatable)",
+    )
+    timing.add_argument("--kernel", default="python3", help="kernelspec name (python3)")
+    timing.add_argument("--timeout", type=float, help="seconds a run (a notebook's cell) may take")
+    timing.add_argument("--json", action="store_true", help="print JSON, every run included")
     commands.add_parser("kernelspecs", help="list installed kernels")
     return parser
 
@@ -200,6 +276,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print("sidecar: --inplace and -o exclude each other", file=sys.stderr)
                 return 2
             return anyio.run(_run, args, backend=args.backend)
+        if args.command == "bench":
+            args.code = [sys.stdin.read() if code == "-" else code for code in args.code]
+            return anyio.run(_bench, args, backend=args.backend)
         code = sys.stdin.read() if args.code == "-" else args.code
         return anyio.run(_exec, code, args.kernel, args.timeout, backend=args.backend)
     except SidecarError as e:

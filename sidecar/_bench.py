@@ -1,0 +1,852 @@
+"""Benchmarking code and notebooks on kernels: :func:`bench` and ``sidecar bench``.
+
+What is measured, per *run* (one execute of a code variant, or one pass
+through a notebook variant's code cells):
+
+wall
+    client time, from just before the ``execute_request`` is built and sent
+    until the run is done (its ``execute_reply`` and its ``status: idle`` both
+    in), on :func:`time.perf_counter`.  For a notebook: the whole
+    :func:`~sidecar.run_notebook` call.
+kernel
+    the kernel's own time, on the kernel's clock: from the reply's
+    ``metadata.started`` (when the kernel began running the cell) to the date
+    of the ``status: idle`` message that ends the request (or, if the kernel
+    sent none, of the ``execute_reply``).  It includes sending the reply and
+    the kernel's post-execute hooks; for a notebook, it is the sum over its
+    cells.  Both ends are the kernel's timestamps (microseconds), so clock
+    offsets between client and kernel do not matter.
+overhead
+    ``wall - kernel``: queueing, transport, and the client's own work.
+
+Per variant, over all its runs: client CPU (:func:`time.process_time`, all
+threads of this process, libzmq's included) summed over the variant's turns;
+kernel CPU (``utime + stime`` of each kernel process from ``/proc``, Linux
+only, in clock ticks, usually 10 ms, so meaningful over many runs); the
+kernels' peak RSS (``VmHWM``, Linux only); runs per second over the variant's
+turns.  The client's own peak RSS is process-wide, so it is reported once.
+
+How runs are scheduled
+    Each variant gets ``kernels`` kernels ("lanes"); its runs are dealt out
+    round-robin over them, each lane running its runs one after another and
+    the lanes running concurrently.  With ``interleave`` (the default) the
+    variants take turns: each turn is one run on every lane of one variant,
+    then the next variant, so background load lands on all variants alike;
+    without it, each variant runs all its runs in one go, its lanes
+    unsynchronized, before the next variant starts.  Kernels are launched
+    ahead (all of them before the first turn; with ``fresh``, the next kernel
+    of a lane while the current one runs), and warm-up runs happen before a
+    turn, so neither is ever inside a measurement; launch times are reported
+    on their own, for fresh kernels.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Final, TypeAlias, final
+
+import anyio
+import anyio.abc
+import msgspec
+import sniffio
+
+from ._client import Kernel, launch
+from ._kernelspec import get_kernelspec
+from ._notebook import Notebook, NotebookError, read_notebook
+from ._run import run_notebook
+from ._util import open_task_group
+from .wire import Message
+
+__all__ = [
+    "BenchResult",
+    "BenchSample",
+    "BenchStats",
+    "BenchVariant",
+    "BenchVariantResult",
+    "VariantLike",
+    "bench",
+]
+
+log = logging.getLogger("sidecar.bench")
+
+_CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK") if sys.platform != "win32" else 100
+_NAME_WIDTH: Final = 32
+
+
+@final
+class BenchVariant(msgspec.Struct, frozen=True):
+    """One thing to measure: ``code``, or the code cells of the ``notebook`` file.
+
+    A notebook's kernels start in the notebook's directory, as with
+    ``sidecar run``.
+    """
+
+    name: str
+    code: str | None = None
+    notebook: str | None = None
+    """The path of an ``.ipynb`` file."""
+
+    def __post_init__(self) -> None:
+        if (self.code is None) == (self.notebook is None):
+            raise ValueError(f"variant {self.name!r}: give code or a notebook, exactly one")
+
+
+VariantLike: TypeAlias = (
+    str | os.PathLike[str] | BenchVariant | Mapping[str, str | os.PathLike[str]]
+)
+"""What :func:`bench` takes as a variant: code (a ``str``), a notebook (a path
+object, never a ``str``), a :class:`BenchVariant`, or a mapping of names to
+either (in order)."""
+
+
+@final
+class BenchStats(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """Summary statistics of one measure, in seconds (``spread`` is a ratio)."""
+
+    count: int
+    mean: float
+    median: float
+    p99: float
+    min: float
+    max: float
+    stdev: float
+    """Sample standard deviation; 0 for a single value."""
+    spread: float
+    """Interquartile range / median: how far the middle half strays (0 for one value)."""
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> BenchStats:
+        """The statistics of ``values`` (at least one)."""
+        if not values:
+            raise ValueError("no values")
+        median = statistics.median(values)
+        if len(values) < 2:
+            p99, stdev, iqr = values[0], 0.0, 0.0
+        else:
+            p99 = statistics.quantiles(values, n=100, method="inclusive")[98]
+            q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
+            stdev, iqr = statistics.stdev(values), q3 - q1
+        return cls(
+            count=len(values),
+            mean=statistics.fmean(values),
+            median=median,
+            p99=p99,
+            min=min(values),
+            max=max(values),
+            stdev=stdev,
+            spread=iqr / median if median > 0 else 0.0,
+        )
+
+
+@final
+class BenchSample(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """One measured run (times in seconds)."""
+
+    variant: str
+    seq: int
+    """Order in which the run started among all runs of the benchmark, from 0."""
+    index: int
+    """The run's number within its variant, from 0."""
+    lane: int
+    """Which of the variant's kernel slots ran it (``index % kernels``)."""
+    pid: int
+    """The kernel process that ran it."""
+    wall: float
+    kernel: float | None
+    """None if the kernel sent no ``metadata.started`` or dates."""
+    overhead: float | None
+    launch: float | None = None
+    """With ``fresh``: how long the run's kernel took to launch (not in ``wall``)."""
+
+
+@final
+class BenchVariantResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What one variant measured."""
+
+    name: str
+    code: str | None
+    notebook: str | None
+    runs: int
+    pids: list[int]
+    """The kernel processes that ran it, in launch order."""
+    wall: BenchStats
+    kernel: BenchStats | None
+    overhead: BenchStats | None
+    launch: BenchStats | None
+    """Launch times of its kernels, with ``fresh`` only."""
+    elapsed: float
+    """Seconds of wall-clock time its turns took, all lanes together."""
+    throughput: float
+    """Runs per second over ``elapsed``."""
+    client_cpu: float
+    """Seconds of client CPU during its turns."""
+    kernel_cpu: float | None
+    """Seconds of CPU of its kernels while measured (Linux only)."""
+    kernel_max_rss: int | None
+    """Bytes: the highest peak RSS among its kernels (Linux only)."""
+    samples: list[BenchSample]
+
+
+@final
+class BenchResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What :func:`bench` measured.  ``msgspec.json.decode(data, type=BenchResult)``
+    reads back what :meth:`to_json` wrote."""
+
+    variants: list[BenchVariantResult]
+    n: int
+    """Measured runs per variant."""
+    kernels: int
+    """Kernels per variant at once (at most ``n``)."""
+    warmup: int
+    fresh: bool
+    interleave: bool
+    kernel_name: str
+    backend: str
+    elapsed: float
+    """Seconds the whole benchmark took, launches and shutdowns included."""
+    client_max_rss: int | None
+    """Bytes: this process's peak RSS at the end (None where unknown)."""
+
+    def to_json(self, *, samples: bool = True) -> bytes:
+        """The result as JSON; without ``samples``, the statistics only."""
+        result = self
+        if not samples:
+            variants = [msgspec.structs.replace(v, samples=[]) for v in self.variants]
+            result = msgspec.structs.replace(self, variants=variants)
+        return msgspec.json.encode(result)
+
+    def render(self) -> str:
+        """The result as text tables: times per variant, then throughput and resources."""
+        mode = "fresh kernel per run" if self.fresh else "reused kernels"
+        order = "interleaved" if self.interleave else "one variant after another"
+        kernels = f"{self.kernels} {self.kernel_name} kernel{'s' if self.kernels > 1 else ''}"
+        header = (
+            f"{self.n} runs per variant on {kernels}, {mode}, warm-up {self.warmup}, "
+            f"{order} ({self.backend}); client peak RSS {_fmt_bytes(self.client_max_rss)}"
+        )
+        times: list[tuple[str, ...]] = [
+            ("variant", "time", "median", "p99", "min", "max", "mean", "stdev", "spread")
+        ]
+        for v in self.variants:
+            measures = [("wall", v.wall), ("kernel", v.kernel), ("overhead", v.overhead)]
+            measures.append(("launch", v.launch))
+            first = True
+            for label, stats in measures:
+                if stats is None:
+                    continue
+                values = (stats.median, stats.p99, stats.min, stats.max, stats.mean, stats.stdev)
+                times.append(
+                    (
+                        _short(v.name) if first else "",
+                        label,
+                        *(_fmt_seconds(x) for x in values),
+                        f"{stats.spread:.1%}",
+                    )
+                )
+                first = False
+        usage: list[tuple[str, ...]] = [
+            (
+                "variant",
+                "runs",
+                "runs/s",
+                "client CPU/run",
+                "kernel CPU/run",
+                "kernel peak RSS",
+                "kernels",
+            )
+        ]
+        for v in self.variants:
+            kernel_cpu = None if v.kernel_cpu is None else v.kernel_cpu / v.runs
+            usage.append(
+                (
+                    _short(v.name),
+                    str(v.runs),
+                    f"{v.throughput:,.1f}",
+                    _fmt_seconds(v.client_cpu / v.runs),
+                    _fmt_seconds(kernel_cpu),
+                    _fmt_bytes(v.kernel_max_rss),
+                    str(len(v.pids)),
+                )
+            )
+        return "\n\n".join([header, _table(times, left=2), _table(usage, left=1)])
+
+
+def _table(rows: Sequence[Sequence[str]], *, left: int) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for n, row in enumerate(rows):
+        pairs = enumerate(zip(row, widths, strict=True))
+        cells = [c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in pairs]
+        lines.append("  ".join(cells).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _fmt_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if abs(seconds) >= scale or unit == "us":
+            value = seconds / scale
+            digits = 0 if abs(value) >= 100 else 1 if abs(value) >= 10 else 2
+            return f"{value:.{digits}f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def _fmt_bytes(size: int | None) -> str:
+    return "-" if size is None else f"{size / 2**20:.1f} MiB"
+
+
+def _short(name: str) -> str:
+    line = name.strip().splitlines()[0] if name.strip() else name
+    return line if len(line) <= _NAME_WIDTH else line[: _NAME_WIDTH - 3] + "..."
+
+
+# -- reading the processes --------------------------------------------------------
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """utime + stime of a process, from ``/proc`` (None where there is none)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            data = file.read()
+    except OSError:
+        return None
+    # The command name, in parentheses, may hold spaces; the fields after it
+    # start at field 3 (state), so utime (14) and stime (15) are 11 and 12.
+    fields = data.rsplit(b")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def _max_rss(pid: int) -> int | None:
+    """The peak RSS (``VmHWM``) of a process in bytes, from ``/proc``."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as file:
+            for line in file:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _client_max_rss() -> int | None:
+    if sys.platform == "win32":
+        return None
+    import resource
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss if sys.platform == "darwin" else rss * 1024
+
+
+def _kernel_seconds(messages: Sequence[Message]) -> float | None:
+    """``metadata.started`` of the reply to the date of idle (or of the reply)."""
+    started = idle = replied = None
+    for message in messages:
+        if message.msg_type == "execute_reply":
+            value = message.metadata.get("started")
+            if isinstance(value, str):
+                started = _parse_date(value)
+            replied = message.header.datetime()
+        elif message.msg_type == "status" and message.content.execution_state == "idle":
+            idle = message.header.datetime()
+    end = idle or replied
+    if started is None or end is None:
+        return None
+    return max(0.0, (end - started).total_seconds())
+
+
+def _notebook_kernel_seconds(notebook: Notebook) -> float | None:
+    """The sum of the kernel times of the cells that ran, from their timings."""
+    total = 0.0
+    for cell in notebook.code_cells():
+        timing = cell.metadata.get("execution")
+        if not timing:
+            continue
+        started = timing.get("shell.execute_reply.started")
+        end = timing.get("iopub.status.idle", timing.get("shell.execute_reply"))
+        if not isinstance(started, str) or not isinstance(end, str):
+            return None
+        begin, finish = _parse_date(started), _parse_date(end)
+        if begin is None or finish is None:
+            return None
+        total += max(0.0, (finish - begin).total_seconds())
+    return total
+
+
+def _parse_date(value: str) -> datetime | None:
+    try:
+        return msgspec.convert(value, datetime)
+    except msgspec.ValidationError:
+        return None
+
+
+# -- running ----------------------------------------------------------------------
+
+
+@final
+class _Held:
+    """A kernel launched by a background task and kept until :meth:`close`."""
+
+    def __init__(self) -> None:
+        self.kernel: Kernel | None = None
+        self.launch_seconds = 0.0
+        self.error: Exception | None = None
+        self._ready = anyio.Event()
+        self._release = anyio.Event()
+        self._closed = anyio.Event()
+
+    async def hold(self, kernel_name: str, cwd: str | None) -> None:
+        started = time.perf_counter()
+        try:
+            async with launch(kernel_name, cwd=cwd) as kernel:
+                self.launch_seconds = time.perf_counter() - started
+                self.kernel = kernel
+                self._ready.set()
+                await self._release.wait()
+        except Exception as e:
+            # Raised where the kernel is awaited, so that kernels failing alike
+            # make one exception, not a group of them.
+            if self.kernel is not None:
+                log.warning("kernel %s: %s while shutting down", self.pid, e)
+            self.error = e
+        finally:
+            self._ready.set()
+            self._closed.set()
+
+    async def wait(self) -> Kernel:
+        await self._ready.wait()
+        if self.error is not None:
+            raise self.error
+        assert self.kernel is not None
+        return self.kernel
+
+    @property
+    def pid(self) -> int:
+        assert self.kernel is not None
+        assert self.kernel.process is not None
+        return self.kernel.process.pid
+
+    async def close(self) -> None:
+        """Shut the kernel down (once it is up) and wait until it is gone."""
+        self._release.set()
+        await self._closed.wait()
+
+
+@final
+class _Lane:
+    """One kernel slot of a variant: its runs go one after another."""
+
+    def __init__(self, plan: _Plan, index: int, runs: list[int]) -> None:
+        self.plan = plan
+        self.index = index
+        self.runs = runs
+        self.held: _Held | None = None
+        self.ahead: _Held | None = None
+        """With ``fresh``: the kernel launching for the lane's next run."""
+        self.cpu_start: float | None = None
+
+    @property
+    def kernel(self) -> _Held:
+        assert self.held is not None
+        return self.held
+
+
+@final
+class _Plan:
+    """A variant as it runs: its lanes, and what it measured so far."""
+
+    def __init__(self, variant: BenchVariant, source: bytes | None, lanes: int, n: int) -> None:
+        self.variant = variant
+        self.source = source
+        notebook = variant.notebook
+        self.cwd = None if notebook is None else str(Path(notebook).resolve().parent)
+        self.lanes = [_Lane(self, i, list(range(i, n, lanes))) for i in range(lanes)]
+        self.samples: list[BenchSample] = []
+        self.pids: list[int] = []
+        self.elapsed = 0.0
+        self.client_cpu = 0.0
+        self.kernel_cpu: float | None = 0.0
+        self.kernel_max_rss: int | None = None
+
+    def job(self) -> Notebook | None:
+        """What one run needs: a fresh copy of the notebook (None for code)."""
+        return None if self.source is None else read_notebook(self.source)
+
+    def account(self, pid: int, cpu_start: float | None) -> None:
+        """Add what the kernel ``pid`` spent since ``cpu_start``, and its peak RSS."""
+        cpu_end = _cpu_seconds(pid)
+        if self.kernel_cpu is None or cpu_start is None or cpu_end is None:
+            self.kernel_cpu = None
+        else:
+            self.kernel_cpu += cpu_end - cpu_start
+        rss = _max_rss(pid)
+        if rss is not None:
+            self.kernel_max_rss = max(self.kernel_max_rss or 0, rss)
+
+    def result(self) -> BenchVariantResult:
+        samples = sorted(self.samples, key=lambda s: s.index)
+        kernel = [s.kernel for s in samples if s.kernel is not None]
+        overhead = [s.overhead for s in samples if s.overhead is not None]
+        launches = [s.launch for s in samples if s.launch is not None]
+        return BenchVariantResult(
+            name=self.variant.name,
+            code=self.variant.code,
+            notebook=self.variant.notebook,
+            runs=len(samples),
+            pids=self.pids,
+            wall=BenchStats.of([s.wall for s in samples]),
+            kernel=BenchStats.of(kernel) if len(kernel) == len(samples) else None,
+            overhead=BenchStats.of(overhead) if len(overhead) == len(samples) else None,
+            launch=BenchStats.of(launches) if launches else None,
+            elapsed=self.elapsed,
+            throughput=len(samples) / self.elapsed if self.elapsed > 0 else math.inf,
+            client_cpu=self.client_cpu,
+            kernel_cpu=self.kernel_cpu,
+            kernel_max_rss=self.kernel_max_rss,
+            samples=samples,
+        )
+
+
+@final
+class _Bench:
+    def __init__(
+        self,
+        task_group: anyio.abc.TaskGroup,
+        plans: list[_Plan],
+        *,
+        warmup: int,
+        fresh: bool,
+        interleave: bool,
+        launch_ahead: bool,
+        kernel_name: str,
+        timeout: float | None,
+    ) -> None:
+        self._tg = task_group
+        self._plans = plans
+        self._warmup = warmup
+        self._fresh = fresh
+        self._interleave = interleave
+        self._launch_ahead = launch_ahead
+        self._kernel_name = kernel_name
+        self._timeout = timeout
+        self._seq = 0
+        self._failures: list[Exception] = []
+        self._launched: list[_Held] = []
+
+    async def _each(self, lanes: Sequence[_Lane], fn: Callable[[_Lane], Awaitable[None]]) -> None:
+        """``fn(lane)`` for every lane at once; the first failure is raised.
+
+        The other lanes stop after the run they are on.  They are not
+        cancelled: cancelling an execute interrupts its kernel, which is of no
+        use when every kernel is shut down next, and a signal landing as the
+        kernel finishes can cost the reply (and a grace period waiting for it).
+        """
+        if len(lanes) == 1:
+            await fn(lanes[0])
+            return
+
+        async def one(lane: _Lane) -> None:
+            try:
+                await fn(lane)
+            except Exception as e:
+                self._failures.append(e)
+
+        async with anyio.create_task_group() as tg:
+            for lane in lanes:
+                tg.start_soon(one, lane)
+        if self._failures:
+            raise self._failures[0]
+
+    def _launch(self, plan: _Plan) -> _Held:
+        held = _Held()
+        self._tg.start_soon(held.hold, self._kernel_name, plan.cwd)
+        self._launched.append(held)
+        return held
+
+    async def close_all(self) -> None:
+        """Shut down every kernel still up, the ordinary way, all at once.
+
+        After a failure: letting the task group cancel the kernels' holders
+        would also stop their connections, so they could not hear the
+        shutdown replies, and their shutdown would wait out its timeouts.
+        """
+        async with anyio.create_task_group() as tg:
+            for held in self._launched:
+                tg.start_soon(held.close)
+
+    async def run(self) -> None:
+        if self._fresh:
+            await self._run_fresh()
+        else:
+            await self._run_reused()
+
+    def _order(self) -> list[tuple[int, _Plan]]:
+        """The turns: (round, variant), round-robin when interleaving."""
+        rounds = {id(plan): len(plan.lanes[0].runs) for plan in self._plans}
+        if self._interleave:
+            most = max(rounds.values())
+            return [(r, p) for r in range(most) for p in self._plans if r < rounds[id(p)]]
+        return [(r, p) for p in self._plans for r in range(rounds[id(p)])]
+
+    async def _run_reused(self) -> None:
+        lanes = [lane for plan in self._plans for lane in plan.lanes]
+        for lane in lanes:
+            lane.held = self._launch(lane.plan)
+        for plan in self._plans:
+            for lane in plan.lanes:
+                await lane.kernel.wait()
+                plan.pids.append(lane.kernel.pid)
+            await self._each(plan.lanes, self._warm_up)
+        for lane in lanes:
+            lane.cpu_start = _cpu_seconds(lane.kernel.pid)
+        if self._interleave:
+            for r, plan in self._order():
+                await self._turn(plan, r, r + 1)
+        else:
+            for plan in self._plans:
+                await self._turn(plan, 0, None)
+        for lane in lanes:
+            lane.plan.account(lane.kernel.pid, lane.cpu_start)
+        await self._each(lanes, _close)
+
+    async def _run_fresh(self) -> None:
+        if self._launch_ahead:
+            for plan in self._plans:
+                for lane in plan.lanes:
+                    lane.ahead = self._launch(plan)
+        for r, plan in self._order():
+            lanes = [lane for lane in plan.lanes if r < len(lane.runs)]
+            for lane in lanes:
+                lane.held, lane.ahead = lane.ahead or self._launch(plan), None
+            for lane in lanes:
+                await lane.kernel.wait()
+                plan.pids.append(lane.kernel.pid)
+                if self._launch_ahead and r + 1 < len(lane.runs):
+                    lane.ahead = self._launch(plan)
+            await self._each(lanes, self._warm_up)
+            for lane in lanes:
+                lane.cpu_start = _cpu_seconds(lane.kernel.pid)
+            await self._turn(plan, r, r + 1)
+            for lane in lanes:
+                plan.account(lane.kernel.pid, lane.cpu_start)
+            await self._each(lanes, _close)
+
+    async def _warm_up(self, lane: _Lane) -> None:
+        kernel = await lane.kernel.wait()
+        for _ in range(self._warmup):
+            if self._failures:
+                return
+            await self._execute(lane.plan, kernel, lane.plan.job())
+
+    async def _turn(self, plan: _Plan, start: int, stop: int | None) -> None:
+        """Runs ``start:stop`` of every lane of ``plan``, the lanes at once; timed as a whole."""
+        lanes = [lane for lane in plan.lanes if lane.runs[start:stop]]
+        jobs = {lane.index: [plan.job() for _ in lane.runs[start:stop]] for lane in lanes}
+
+        async def go(lane: _Lane) -> None:
+            for index, job in zip(lane.runs[start:stop], jobs[lane.index], strict=True):
+                if self._failures:
+                    return
+                plan.samples.append(await self._measure(lane, index, job))
+
+        cpu = time.process_time()
+        started = time.perf_counter()
+        await self._each(lanes, go)
+        plan.elapsed += time.perf_counter() - started
+        plan.client_cpu += time.process_time() - cpu
+
+    async def _measure(self, lane: _Lane, index: int, job: Notebook | None) -> BenchSample:
+        held = lane.kernel
+        assert held.kernel is not None
+        seq = self._seq
+        self._seq += 1
+        wall, kernel = await self._execute(lane.plan, held.kernel, job)
+        return BenchSample(
+            variant=lane.plan.variant.name,
+            seq=seq,
+            index=index,
+            lane=lane.index,
+            pid=held.pid,
+            wall=wall,
+            kernel=kernel,
+            overhead=None if kernel is None else wall - kernel,
+            launch=held.launch_seconds if self._fresh else None,
+        )
+
+    async def _execute(
+        self, plan: _Plan, kernel: Kernel, job: Notebook | None
+    ) -> tuple[float, float | None]:
+        """One run: its wall time and kernel time."""
+        if job is not None:
+            started = time.perf_counter()
+            await run_notebook(job, kernel, timeout=self._timeout)
+            return time.perf_counter() - started, _notebook_kernel_seconds(job)
+        code = plan.variant.code
+        assert code is not None
+        messages: list[Message] = []
+        started = time.perf_counter()
+        await kernel.execute(
+            code, handlers=[messages.append], timeout=self._timeout, raise_on_error=True
+        )
+        return time.perf_counter() - started, _kernel_seconds(messages)
+
+
+async def _close(lane: _Lane) -> None:
+    await lane.kernel.close()
+
+
+def _variants(given: Sequence[VariantLike]) -> list[BenchVariant]:
+    """Every variant named: given names must be unique; made-up ones are made so."""
+    items: list[tuple[str | None, str | os.PathLike[str] | BenchVariant]] = []
+    for item in given:
+        if isinstance(item, Mapping):
+            items.extend(item.items())
+        else:
+            items.append((None, item))
+    named = [name if not isinstance(item, BenchVariant) else item.name for name, item in items]
+    taken = [name for name in named if name is not None]
+    duplicates = sorted({name for name in taken if taken.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"variant names must differ: {', '.join(map(repr, duplicates))}")
+    used = set(taken)
+    variants = []
+    for name, item in items:
+        if isinstance(item, BenchVariant):
+            variants.append(item)
+            continue
+        if name is None:
+            name = _unique(_made_up_name(item), used)
+            used.add(name)
+        if isinstance(item, str):
+            variants.append(BenchVariant(name, code=item))
+        else:
+            variants.append(BenchVariant(name, notebook=os.fspath(item)))
+    return variants
+
+
+def _made_up_name(item: str | os.PathLike[str]) -> str:
+    if not isinstance(item, str):
+        return Path(item).name
+    lines = item.strip().splitlines()
+    if not lines:
+        return "(empty)"
+    return lines[0] + (" ..." if len(lines) > 1 else "")
+
+
+def _unique(name: str, used: set[str]) -> str:
+    candidate, k = name, 1
+    while candidate in used:
+        k += 1
+        candidate = f"{name} #{k}"
+    return candidate
+
+
+async def _read_notebook(path: str) -> bytes:
+    """The file's bytes, checked to be a notebook."""
+    source = await anyio.Path(path).read_bytes()
+    try:
+        read_notebook(source)
+    except NotebookError as e:
+        raise NotebookError(e.reason, where=e.where, filename=path) from e.__cause__
+    return source
+
+
+async def bench(
+    *variants: VariantLike,
+    n: int = 100,
+    kernels: int = 1,
+    warmup: int | None = None,
+    fresh: bool = False,
+    interleave: bool = True,
+    launch_ahead: bool = True,
+    kernel_name: str = "python3",
+    timeout: float | None = None,
+) -> BenchResult:
+    """Run each variant ``n`` times on kernels of its own; what it took.
+
+    A variant is code (a ``str``), a notebook (a path object: one run is all
+    its code cells, as :func:`~sidecar.run_notebook` runs them), a
+    :class:`BenchVariant`, or a mapping of names to code or paths.  Unnamed
+    variants are named after their code's first line or the notebook's file
+    name.  The module documentation says what is measured and how.
+
+    Args:
+        n: measured runs per variant.
+        kernels: kernels per variant, running concurrently; the runs are dealt
+            out over them round-robin, each kernel running its share in turn.
+        warmup: untimed runs on each kernel before its first measured one
+            (default 1, or 0 with ``fresh``).
+        fresh: a newly launched kernel for every run, shut down after it.
+        interleave: the variants take turns, one run per kernel each; else
+            each variant runs all of its runs before the next starts.
+        launch_ahead: with ``fresh``, launch a lane's next kernel while its
+            current run goes on (the launch then competes with the run for
+            the machine); without, each kernel is launched just before its run.
+            Either way launch time is reported apart, never in ``wall``.
+        kernel_name: the kernelspec of every kernel.
+        timeout: seconds a run (a notebook: each cell) may take.
+
+    Every kernel launched is shut down before this returns or raises.  When
+    a run fails, the other kernels finish the run they are on (they are not
+    interrupted), and the first failure is raised.
+
+    Raises:
+        ValueError: no variants, equal names, or ``n``/``kernels``/``warmup`` out of range.
+        ExecutionError: a run raised (:class:`~sidecar.CellError` for a
+            notebook); a benchmark of failing code measures nothing.
+        NoSuchKernel, KernelStartError, KernelDied: as :func:`~sidecar.launch`.
+        NotebookError, OSError: a notebook could not be read.
+        TimeoutError: a run took longer than ``timeout``.
+    """
+    if n < 1 or kernels < 1:
+        raise ValueError("n and kernels must be at least 1")
+    if warmup is None:
+        warmup = 0 if fresh else 1
+    if warmup < 0:
+        raise ValueError("warmup must not be negative")
+    chosen = _variants(variants)
+    if not chosen:
+        raise ValueError("nothing to measure: give at least one variant")
+    get_kernelspec(kernel_name)  # NoSuchKernel now, not from every launch
+    sources = [None if v.notebook is None else await _read_notebook(v.notebook) for v in chosen]
+    lanes = min(kernels, n)
+    plans = [_Plan(v, source, lanes, n) for v, source in zip(chosen, sources, strict=True)]
+    started = time.perf_counter()
+    async with open_task_group() as tg:
+        runner = _Bench(
+            tg,
+            plans,
+            warmup=warmup,
+            fresh=fresh,
+            interleave=interleave,
+            launch_ahead=launch_ahead,
+            kernel_name=kernel_name,
+            timeout=timeout,
+        )
+        try:
+            await runner.run()
+        except Exception:
+            await runner.close_all()
+            raise
+    return BenchResult(
+        variants=[plan.result() for plan in plans],
+        n=n,
+        kernels=lanes,
+        warmup=warmup,
+        fresh=fresh,
+        interleave=interleave,
+        kernel_name=kernel_name,
+        backend=sniffio.current_async_library(),
+        elapsed=time.perf_counter() - started,
+        client_max_rss=_client_max_rss(),
+    )

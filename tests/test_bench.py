@@ -1,0 +1,260 @@
+"""``sidecar.bench`` and ``sidecar bench``: timing code and notebooks on real kernels."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import msgspec
+import pytest
+from conftest import kernel_processes_of
+
+import sidecar
+from sidecar._bench import _variants
+
+pytestmark = pytest.mark.kernel
+
+
+def sidecar_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sidecar", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def in_seq_order(result: sidecar.BenchResult) -> list[sidecar.BenchSample]:
+    return sorted((s for v in result.variants for s in v.samples), key=lambda s: s.seq)
+
+
+def assert_no_kernels_left() -> None:
+    if Path("/proc").is_dir():
+        assert kernel_processes_of(os.getpid()) == []
+
+
+# -- statistics and names, no kernel ----------------------------------------------
+
+
+def test_stats_of_known_values() -> None:
+    stats = sidecar.BenchStats.of([5.0, 1.0, 4.0, 2.0, 3.0])
+    assert (stats.count, stats.mean, stats.median, stats.min, stats.max) == (5, 3.0, 3.0, 1.0, 5.0)
+    assert stats.stdev == pytest.approx(math.sqrt(2.5))
+    assert stats.p99 == pytest.approx(4.96)
+    assert stats.spread == pytest.approx(2 / 3)  # quartiles 2 and 4, median 3
+    one = sidecar.BenchStats.of([0.25])
+    assert (one.p99, one.stdev, one.spread) == (0.25, 0.0, 0.0)
+    with pytest.raises(ValueError, match="no values"):
+        sidecar.BenchStats.of([])
+
+
+def test_variant_names() -> None:
+    found = _variants(
+        [
+            "pass",
+            "pass",
+            Path("dir/nb.ipynb"),
+            "x = 1\ny = 2",
+            {"mine": "1", "other": Path("o.ipynb")},
+        ]
+    )
+    assert [v.name for v in found] == ["pass", "pass #2", "nb.ipynb", "x = 1 ...", "mine", "other"]
+    assert found[2] == sidecar.BenchVariant("nb.ipynb", notebook=os.fspath(Path("dir/nb.ipynb")))
+    assert found[5].notebook == "o.ipynb"
+    assert found[4].code == "1"
+    # A given name wins; a made-up one steps aside.
+    assert [v.name for v in _variants(["1", {"1 #2": "2", "1": "3"}])] == ["1 #3", "1 #2", "1"]
+
+
+# -- the library on real kernels --------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_code_samples_stats_and_json(anyio_backend: str) -> None:
+    result = await sidecar.bench("pass", n=8)
+    assert (result.backend, result.n, result.kernels, result.warmup) == (anyio_backend, 8, 1, 1)
+    [v] = result.variants
+    assert (v.name, v.code, v.notebook, v.runs) == ("pass", "pass", None, 8)
+    assert [s.index for s in v.samples] == list(range(8))
+    assert len(v.pids) == 1
+    for s in v.samples:
+        assert s.kernel is not None
+        assert s.overhead is not None
+        assert 0 < s.kernel <= s.wall < 5
+        assert s.overhead == pytest.approx(s.wall - s.kernel)
+        assert (s.pid, s.lane, s.launch) == (v.pids[0], 0, None)
+    assert v.kernel is not None
+    assert v.overhead is not None
+    assert v.wall.count == v.kernel.count == v.overhead.count == 8
+    assert 0 < v.wall.min <= v.wall.median <= v.wall.p99 <= v.wall.max
+    assert v.kernel.median <= v.wall.median
+    assert v.launch is None
+    assert v.throughput == pytest.approx(8 / v.elapsed)
+    assert v.elapsed >= sum(s.wall for s in v.samples)
+    assert v.client_cpu > 0
+    if sys.platform == "linux":
+        assert v.kernel_cpu is not None
+        assert v.kernel_cpu >= 0
+        assert v.kernel_max_rss is not None
+        assert v.kernel_max_rss > 10 * 2**20
+        assert result.client_max_rss is not None
+        assert result.client_max_rss > 10 * 2**20
+    assert_no_kernels_left()
+
+    data = json.loads(result.to_json())
+    wall = data["variants"][0]["wall"]
+    assert set(wall) == {"count", "mean", "median", "p99", "min", "max", "stdev", "spread"}
+    assert wall["median"] == v.wall.median
+    assert len(data["variants"][0]["samples"]) == 8
+    assert msgspec.json.decode(result.to_json(), type=sidecar.BenchResult) == result
+    assert json.loads(result.to_json(samples=False))["variants"][0]["samples"] == []
+
+    table = result.render()
+    assert "8 runs per variant on 1 python3 kernel, reused kernels, warm-up 1" in table
+    for word in ("median", "p99", "spread", "wall", "kernel", "overhead", "runs/s", "MiB"):
+        assert word in table
+
+
+@pytest.mark.anyio
+async def test_variants_take_turns_unless_told_not_to(anyio_backend: str) -> None:
+    variants = {"a": "pass", "b": "x = 1"}
+    result = await sidecar.bench(variants, n=3)
+    assert [s.variant for s in in_seq_order(result)] == ["a", "b"] * 3
+    a, b = result.variants
+    assert (a.name, b.name, a.code, b.code) == ("a", "b", "pass", "x = 1")
+    assert set(a.pids).isdisjoint(b.pids)
+
+    apart = await sidecar.bench(variants, n=3, interleave=False, warmup=0)
+    assert [s.variant for s in in_seq_order(apart)] == ["a"] * 3 + ["b"] * 3
+    assert not apart.interleave
+    assert_no_kernels_left()
+
+
+@pytest.mark.anyio
+async def test_runs_spread_over_kernels_at_once(anyio_backend: str) -> None:
+    result = await sidecar.bench("import time; time.sleep(0.1)", n=4, kernels=2, warmup=0)
+    [v] = result.variants
+    assert len(set(v.pids)) == len(v.pids) == 2
+    for s in v.samples:
+        assert s.lane == s.index % 2
+        assert s.pid == v.pids[s.lane]
+    # Two kernels ran at once: the turns took about half the runs' total.
+    assert v.elapsed < 0.75 * sum(s.wall for s in v.samples)
+    assert v.throughput > 4 / sum(s.wall for s in v.samples)
+    assert_no_kernels_left()
+
+
+@pytest.mark.anyio
+async def test_fresh_kernel_per_run(anyio_backend: str) -> None:
+    # Raises on a kernel that ran it before: only fresh kernels pass.
+    code = "assert 'seen' not in globals()\nseen = True"
+    result = await sidecar.bench(code, n=3, fresh=True)
+    [v] = result.variants
+    assert (result.fresh, result.warmup) == (True, 0)
+    assert len(set(v.pids)) == len(v.pids) == 3
+    assert len({s.pid for s in v.samples}) == 3
+    assert all(s.launch is not None and s.launch > 0 for s in v.samples)
+    assert v.launch is not None
+    assert v.launch.count == 3
+    assert_no_kernels_left()
+
+    later = await sidecar.bench(code, n=2, fresh=True, launch_ahead=False)
+    assert len(set(later.variants[0].pids)) == 2
+    assert_no_kernels_left()
+    with pytest.raises(sidecar.ExecutionError, match="AssertionError"):
+        await sidecar.bench(code, n=2)  # the warm-up ran it already
+    assert_no_kernels_left()
+
+
+@pytest.mark.anyio
+async def test_notebook_variant(anyio_backend: str, tmp_path: Path) -> None:
+    where = tmp_path / "nbdir"
+    where.mkdir()
+    path = where / "bench.ipynb"
+    notebook = sidecar.new_notebook(
+        cells=[
+            sidecar.new_markdown_cell("# timed"),
+            sidecar.new_code_cell("import os, time\nhere = os.path.basename(os.getcwd())"),
+            sidecar.new_code_cell("time.sleep(0.02)\nassert here == 'nbdir'\nprint(here)"),
+        ]
+    )
+    sidecar.save_notebook(notebook, path)
+    before = path.read_bytes()
+    result = await sidecar.bench(path, "pass", n=2)
+    nb, code = result.variants
+    assert (nb.name, nb.notebook, nb.code, nb.runs) == ("bench.ipynb", str(path), None, 2)
+    assert code.name == "pass"
+    for s in nb.samples:
+        assert s.kernel is not None
+        assert 0.02 <= s.kernel <= s.wall
+    assert path.read_bytes() == before  # timed, not written
+    assert_no_kernels_left()
+
+
+@pytest.mark.anyio
+async def test_failures_raise_once_and_leave_no_kernel(anyio_backend: str) -> None:
+    with pytest.raises(sidecar.ExecutionError, match="ZeroDivisionError"):
+        await sidecar.bench("1/0", n=4, kernels=2)
+    assert_no_kernels_left()
+    with pytest.raises(ValueError, match="must differ"):
+        await sidecar.bench({"a": "1"}, sidecar.BenchVariant("a", code="2"))
+    with pytest.raises(ValueError, match="at least 1"):
+        await sidecar.bench("pass", n=0)
+    with pytest.raises(ValueError, match="at least 1"):
+        await sidecar.bench("pass", kernels=0)
+    with pytest.raises(ValueError, match="negative"):
+        await sidecar.bench("pass", warmup=-1)
+    with pytest.raises(ValueError, match="at least one variant"):
+        await sidecar.bench()
+    with pytest.raises(ValueError, match="exactly one"):
+        sidecar.BenchVariant("neither")
+    with pytest.raises(sidecar.NoSuchKernel):
+        await sidecar.bench("pass", kernel_name="no-such-kernel")
+    with pytest.raises(sidecar.NotebookError, match="not valid JSON"):
+        await sidecar.bench(Path(__file__))
+
+
+# -- the command line -------------------------------------------------------------
+
+
+def test_cli_json() -> None:
+    done = sidecar_cli("bench", "pass", "-n", "20", "--json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert (data["n"], data["kernels"], data["backend"]) == (20, 1, "trio")
+    [v] = data["variants"]
+    assert (v["name"], v["runs"], v["wall"]["count"], len(v["samples"])) == ("pass", 20, 20, 20)
+    assert 0 < v["kernel"]["median"] <= v["wall"]["median"]
+
+
+def test_cli_json_two_kernels_on_asyncio() -> None:
+    done = sidecar_cli("--backend", "asyncio", "bench", "pass", "-n", "20", "-k", "2", "--json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert (data["kernels"], data["backend"]) == (2, "asyncio")
+    [v] = data["variants"]
+    assert len(set(v["pids"])) == 2
+    assert v["runs"] == 20
+
+
+def test_cli_table_names_and_notebooks(tmp_path: Path) -> None:
+    path = tmp_path / "nb.ipynb"
+    sidecar.save_notebook(sidecar.new_notebook(cells=[sidecar.new_code_cell("x = 1")]), path)
+    done = sidecar_cli("bench", "pass", "x = 2", "--name", "p", "--notebook", str(path), "-n", "3")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("3 runs per variant on 1 python3 kernel")
+    firsts = [line.split("  ")[0] for line in lines if "  wall  " in line]
+    assert firsts == ["p", "x = 2", "nb.ipynb"]
+
+
+def test_cli_failures() -> None:
+    done = sidecar_cli("bench", "1/0", "-n", "2")
+    assert done.returncode == 1
+    assert "ZeroDivisionError" in done.stderr
+    done = sidecar_cli("bench")
+    assert done.returncode == 2
+    assert "needs code or --notebook" in done.stderr
+    done = sidecar_cli("bench", "pass", "--name", "a", "--name", "b")
+    assert done.returncode == 2
