@@ -34,6 +34,20 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Every benchmark, one table each, peers side by side as ratios from one run."""
-    session.install("-e", ".[test]")
-    session.run("python", "-m", "benchmarks", *session.posargs)
+    """Every benchmark, one table each, peers side by side as ratios from one run.
+
+    Writes the results to build/benchmarks.json and the chart of docs/benchmarks.md
+    to docs/images/benchmarks.png; ``nox -s bench -- --quick`` is a smoke run, charted
+    into build/.
+    """
+    session.install("-e", ".[bench]")
+    # A smoke run must not overwrite the chart the docs show.
+    chart = "build/benchmarks.png" if "--quick" in session.posargs else "docs/images/benchmarks.png"
+    session.run(
+        "python",
+        "-m",
+        "benchmarks",
+        *("--save", "build/benchmarks.json", "--chart", chart),
+        *session.posargs,
+    )
+

@@ -6,8 +6,9 @@ garbage from skewing the next.  Usage::
     python -m benchmarks                 # every table, on stdout
     python -m benchmarks --json > r.json # one JSON document; tables on stderr
     python -m benchmarks wire            # only modules whose name contains "wire"
+    python -m benchmarks --save r.json --chart docs/images/benchmarks.png
 
-Other options (``--repeat``) are passed on to each module.
+Other options (``--repeat``, ``--quick``) are passed on to each module.
 """
 
 from __future__ import annotations
@@ -28,7 +29,14 @@ def main() -> int:
     )
     parser.add_argument("only", nargs="*", help="run only modules whose name contains one of these")
     parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    parser.add_argument("--save", type=Path, help="also write that JSON document to this file")
+    parser.add_argument(
+        "--chart", type=Path, help="draw the ratios into this PNG (needs matplotlib)"
+    )
     parser.add_argument("--repeat", type=int, help="timed reps per case (passed on)")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: fewer reps, smaller workloads (passed on)"
+    )
     args = parser.parse_args()
 
     modules = sorted(p.stem for p in HERE.glob("bench_*.py"))
@@ -37,6 +45,8 @@ def main() -> int:
     if not modules:
         parser.error("no benchmark module matches")
     passed_on = [] if args.repeat is None else ["--repeat", str(args.repeat)]
+    if args.quick:
+        passed_on.append("--quick")
     tables_to = sys.stderr if args.json else sys.stdout
 
     results: dict[str, object] = {}
@@ -63,9 +73,19 @@ def main() -> int:
             failed.append(module)
             print(f"{module} printed invalid JSON: {e}\n", file=sys.stderr)
 
+    document = {"results": results, "failed": failed}
     if args.json:
-        json.dump({"results": results, "failed": failed}, sys.stdout, indent=2)
+        json.dump(document, sys.stdout, indent=2)
         print()
+    if args.save:
+        args.save.parent.mkdir(parents=True, exist_ok=True)
+        args.save.write_text(json.dumps(document, indent=2) + "\n")
+    if args.chart and results:
+        from benchmarks import chart
+
+        found = chart.bars(results)
+        chart.draw(found, args.chart, chart.DEFAULT_TITLE)
+        print(f"wrote {args.chart} ({len(found)} ratios)", file=sys.stderr)
     return 1 if failed else 0
 
 

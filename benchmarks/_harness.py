@@ -210,7 +210,7 @@ def parse_args(
     default_repeat: int = DEFAULT_REPEAT,
     add_arguments: Callable[[argparse.ArgumentParser], object] | None = None,
 ) -> argparse.Namespace:
-    """The common options (``--json``, ``--repeat``), plus a module's own ones.
+    """The common options (``--json``, ``--repeat``, ``--quick``), plus a module's own ones.
 
     ``add_arguments`` adds a module's options to the parser; ``default_repeat``
     suits a module whose reps are long (``--repeat`` still overrides it).
@@ -227,11 +227,18 @@ def parse_args(
         default=default_repeat,
         help=f"timed reps per case, median reported (default {default_repeat})",
     )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run: at most 2 reps, and smaller workloads where a module has them",
+    )
     if add_arguments is not None:
         add_arguments(parser)
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    if args.quick:
+        args.repeat = min(args.repeat, 2)
     return args
 
 

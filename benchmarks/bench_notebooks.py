@@ -12,8 +12,8 @@ Every implementation runs ``--repeat`` times, interleaved round-robin, and the
 median wall time is reported with the ratio to sidecar's (>1 means sidecar is
 faster).  sidecar runs through its library entry point (``run_files``, what
 ``sidecar run`` calls), on trio and on asyncio.  nbclient and papermill start
-their kernels the way they do by default (TCP on loopback; ipykernel warns on
-stderr about it), sidecar over IPC, its default.
+their kernels the way they do by default (TCP on loopback), sidecar over IPC,
+its default.  Kernels' stderr goes to /dev/null for all of them.
 
 Both workloads are bound by the kernel, not the client: ipykernel takes about
 5 ms per small cell and ~0.3 s of CPU to start, and a profile of sidecar's
@@ -23,10 +23,12 @@ Both workloads are bound by the kernel, not the client: ipykernel takes about
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
@@ -117,12 +119,32 @@ def _papermill(paths: list[Path], out: Path, jobs: int) -> Callable[[], None]:
     return run
 
 
+@contextlib.contextmanager
+def _kernels_quiet() -> Iterator[None]:
+    """Point fd 2 at /dev/null while kernels start, so they inherit it.
+
+    nbclient and papermill start their kernels on TCP, and ipykernel then
+    warns on stderr about unencrypted TCP, once per kernel: hundreds of lines
+    around the tables.  Every implementation runs under this alike.
+    """
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _time(runs: dict[str, Callable[[], None]], repeat: int) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeat):
         for name, run in runs.items():
             started = time.perf_counter()
-            run()
+            with _kernels_quiet():
+                run()
             times[name].append(time.perf_counter() - started)
     return times
 

@@ -20,6 +20,12 @@ jupyter_client async
     the parent's watchdog bounds a hung worker instead.
 jupyter_client blocking
     ``KernelManager`` + ``BlockingKernelClient``, the same loop, blocking.
+kernel-sidecar 1.0
+    ``await client.execute_request("pass")`` on kernel-sidecar's
+    ``KernelSidecarClient``, run from its own virtualenv (made on first use
+    under ``~/.cache/sidecar-bench``; see ``benchmarks/_peers.py``), its
+    kernel started by hand (the package has no launcher).  If it cannot be
+    installed or run, the table says so; ``--no-kernel-sidecar`` skips it.
 floor
     what any client must do, and nothing more: a raw pyzmq DEALER (shell) and
     SUB (iopub), ``zmq.Poller`` over both, execute_request built from dicts
@@ -121,6 +127,7 @@ SIDECAR_TRIO = "sidecar (trio)"
 JC_ASYNC = "jupyter_client async"
 JC_BLOCKING = "jupyter_client blocking"
 FLOOR = "floor: pyzmq + hmac + json"
+KERNEL_SIDECAR = "kernel-sidecar 1.0"
 IMPLEMENTATIONS = (SIDECAR_ASYNCIO, SIDECAR_TRIO, JC_ASYNC, JC_BLOCKING, FLOOR)
 TARGETED = (SIDECAR_ASYNCIO, SIDECAR_TRIO)
 
@@ -143,6 +150,7 @@ class WorkerConfig:
     warmup: int
     transport: str
     ipc_dir: str  # where jupyter_client puts IPC sockets
+    kernel_python: str = sys.executable  # the interpreter of kernels started by hand
 
     def jc_options(self, name: str) -> dict[str, Any]:
         if self.transport == "ipc":
@@ -349,10 +357,11 @@ class FloorClient:
 
     DELIM = b"<IDS|MSG>"
 
-    def __init__(self, info: dict[str, Any]) -> None:
+    def __init__(self, info: dict[str, Any], context: Any = None) -> None:
         import zmq
 
-        self.ctx = zmq.Context()
+        self._own_context = context is None
+        self.ctx = zmq.Context() if context is None else context
         self.session = uuid.uuid4().hex
         self._prefix = f"{self.session}_"
         self._count = 0
@@ -378,7 +387,8 @@ class FloorClient:
     def close(self) -> None:
         self.shell.close()
         self.iopub.close()
-        self.ctx.term()
+        if self._own_context:
+            self.ctx.term()
 
     def send(self, msg_type: str, content: dict[str, Any]) -> str:
         self._count += 1
@@ -476,6 +486,58 @@ def run_floor(config: WorkerConfig, proto: Protocol) -> None:
         km.shutdown_kernel()
 
 
+def run_kernel_sidecar(config: WorkerConfig, proto: Protocol) -> None:
+    """kernel-sidecar's client, in its own virtualenv, on a kernel started by hand."""
+    import asyncio
+
+    from jupyter_client.connect import write_connection_file
+    from kernel_sidecar.client import KernelSidecarClient
+
+    from benchmarks._peers import start_ipykernel, stop_process
+
+    ip = os.path.join(config.ipc_dir, "ks") if config.transport == "ipc" else "127.0.0.1"
+    path, info = write_connection_file(
+        os.path.join(config.ipc_dir, "ks-kernel.json"),
+        transport=config.transport,
+        ip=ip,
+        key=uuid.uuid4().hex.encode(),
+    )
+    kernel = start_ipykernel(config.kernel_python, Path(path))
+
+    async def main() -> None:
+        async with KernelSidecarClient(info) as client:
+            deadline = time.monotonic() + START_TIMEOUT
+            while True:  # kernel_info until one completes: iopub is subscribed
+                action = client.kernel_info_request()
+                try:
+                    await asyncio.wait_for(asyncio.ensure_future(_awaited(action)), 0.5)
+                    break
+                except asyncio.TimeoutError:
+                    if time.monotonic() > deadline:
+                        raise
+            execute = client.execute_request
+
+            async def once() -> None:
+                await execute(CODE)
+
+            for _ in range(config.warmup):
+                await once()
+            proto.send(kernel_pid=kernel.pid)
+            loop = asyncio.get_running_loop()
+            while n := await loop.run_in_executor(None, proto.command):
+                proto.send(**await _atimed(n, once, kernel.pid))
+
+    try:
+        asyncio.run(main())
+    finally:
+        stop_process(kernel)
+        Path(path).unlink(missing_ok=True)
+
+
+async def _awaited(awaitable: Any) -> None:
+    await awaitable
+
+
 def worker_main(raw: str) -> None:
     config = WorkerConfig(**json.loads(raw))
     proto = Protocol()
@@ -489,6 +551,8 @@ def worker_main(raw: str) -> None:
         run_jc_blocking(config, proto)
     elif config.impl == FLOOR:
         run_floor(config, proto)
+    elif config.impl == KERNEL_SIDECAR:
+        run_kernel_sidecar(config, proto)
     else:
         raise SystemExit(f"unknown implementation {config.impl!r}")
 
@@ -499,20 +563,22 @@ def worker_main(raw: str) -> None:
 class Worker:
     """One worker process, seen from the parent."""
 
-    def __init__(self, config: WorkerConfig, scratch: Path) -> None:
-        self.impl = config.impl
+    def __init__(
+        self,
+        config: Any,
+        scratch: Path,
+        *,
+        module: str = "benchmarks.bench_roundtrip",
+        python: str = sys.executable,
+    ) -> None:
+        """Start ``python -m module --worker CONFIG`` (a dataclass with ``impl``, as JSON)."""
+        self.impl: str = config.impl
         slug = "".join(c if c.isalnum() else "-" for c in config.impl)
         self.log_path = scratch / f"{slug}.log"
         self._log: IO[bytes] = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop)
         env = dict(os.environ, IPYTHONDIR=str(scratch / f"ipython-{slug}"))
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "benchmarks.bench_roundtrip",
-                "--worker",
-                json.dumps(vars(config)),
-            ],
+            [python, "-m", module, "--worker", json.dumps(vars(config))],
             cwd=Path(__file__).resolve().parent.parent,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -664,15 +730,26 @@ def _result(impl: str, n: int, reps: Sequence[dict[str, Any]]) -> Result:
     )
 
 
-def run_all(args: argparse.Namespace, scratch: Path) -> tuple[dict[str, Result], list[int]]:
+def run_all(
+    args: argparse.Namespace, scratch: Path, pythons: dict[str, str], failed: dict[str, str]
+) -> tuple[dict[str, Result], list[int]]:
+    """Every implementation in ``pythons`` (its interpreter); ``failed`` gets who could not run."""
     workers: list[Worker] = []
     try:
-        for impl in IMPLEMENTATIONS:
+        for impl, python in pythons.items():
             config = WorkerConfig(impl, args.warmup, args.transport, str(scratch))
-            workers.append(Worker(config, scratch))
+            workers.append(Worker(config, scratch, python=python))
         # Kernels start and warm up concurrently (untimed); the timing is serial.
-        for w in workers:
-            w.kernel_pid = w.read(START_TIMEOUT)["kernel_pid"]
+        for w in list(workers):
+            try:
+                w.kernel_pid = w.read(START_TIMEOUT)["kernel_pid"]
+            except RuntimeError as e:
+                if w.impl != KERNEL_SIDECAR:
+                    raise
+                # A peer from another project that cannot run is reported, not fatal.
+                failed[w.impl] = str(e).splitlines()[0]
+                workers.remove(w)
+                w.stop()
         reps: dict[str, list[dict[str, Any]]] = {w.impl: [] for w in workers}
         sizes = [min(CHUNK, args.n - start) for start in range(0, args.n, CHUNK)]
         turn = 0
@@ -687,7 +764,7 @@ def run_all(args: argparse.Namespace, scratch: Path) -> tuple[dict[str, Result],
                 for w in workers[shift:] + workers[:shift]:
                     w.command(f"run {size}")
                     _accumulate(reps[w.impl][-1], w.read(TURN_TIMEOUT))
-        results = {impl: _result(impl, args.n, reps[impl]) for impl in IMPLEMENTATIONS}
+        results = {w.impl: _result(w.impl, args.n, reps[w.impl]) for w in workers}
     finally:
         for w in workers:
             w.stop()
@@ -713,6 +790,9 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         default="ipc",
         help="ZeroMQ transport of every kernel (default ipc)",
     )
+    parser.add_argument(
+        "--no-kernel-sidecar", action="store_true", help="do not install or run kernel-sidecar"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
 
 
@@ -726,11 +806,26 @@ def main() -> None:
     if args.n < 1 or args.warmup < 0:
         raise SystemExit("--n must be at least 1 and --warmup at least 0")
     started = time.perf_counter()
+    pythons = dict.fromkeys(IMPLEMENTATIONS, sys.executable)
+    failed: dict[str, str] = {}
+    ks_version = None
+    if args.no_kernel_sidecar:
+        failed[KERNEL_SIDECAR] = "skipped (--no-kernel-sidecar)"
+    else:
+        from benchmarks._peers import kernel_sidecar_python
+
+        ks_python, ks_note = kernel_sidecar_python()
+        if ks_python is None:
+            failed[KERNEL_SIDECAR] = ks_note
+        else:
+            pythons[KERNEL_SIDECAR] = ks_python
+            ks_version = ks_note
     with tempfile.TemporaryDirectory(prefix="bench-rt-") as scratch:
-        results, killed = run_all(args, Path(scratch))
+        results, killed = run_all(args, Path(scratch), pythons, failed)
     took = time.perf_counter() - started
 
     floor, jc_async = results[FLOOR].per_s, results[JC_ASYNC].per_s
+    ks = results[KERNEL_SIDECAR].per_s if KERNEL_SIDECAR in results else None
     rows = [
         [
             r.impl,
@@ -741,9 +836,11 @@ def main() -> None:
             "n/a" if r.kernel_cpu is None else fmt_us(r.kernel_cpu.us),
             fmt_ratio(r.per_s / floor),
             fmt_ratio(r.per_s / jc_async),
+            "n/a" if ks is None else fmt_ratio(r.per_s / ks),
         ]
         for r in results.values()
     ]
+    rows += [[impl, "not measured", *[""] * 6, why] for impl, why in failed.items()]
     found = []
     for impl in TARGETED:
         paired = rep_ratios(results[impl], results[FLOOR])
@@ -783,8 +880,9 @@ def main() -> None:
             "kernel CPU µs",
             "vs floor",
             "vs jc async",
+            "vs kernel-sidecar",
         ],
-        "<>>>>>>>",
+        "<>>>>>>>>",
         rows,
         notes=notes,
     )
@@ -794,7 +892,8 @@ def main() -> None:
         {
             "environment": environment(
                 "sidecar", "pyzmq", "jupyter_client", "ipykernel", "anyio", "trio", "msgspec"
-            ),
+            )
+            | {"kernel-sidecar": ks_version},
             "config": {
                 "n": args.n,
                 "repeat": args.repeat,
@@ -815,11 +914,13 @@ def main() -> None:
                     "kernel_cpu_us": None if r.kernel_cpu is None else round(r.kernel_cpu.us, 1),
                     "vs_floor": round(r.per_s / floor, 3),
                     "vs_jupyter_client_async": round(r.per_s / jc_async, 3),
+                    "vs_kernel_sidecar": None if ks is None else round(r.per_s / ks, 3),
                     **r.timing.as_json(),
                 }
                 for r in results.values()
             ],
             "targets": found,
+            "not_measured": failed,
             "kernels_killed_at_exit": killed,
         },
         as_json=args.json,
