@@ -51,3 +51,14 @@ def bench(session: nox.Session) -> None:
         *session.posargs,
     )
 
+
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """Build the documentation site into build/site, warnings as errors.
+
+    The code examples in the docs are run by the tests (tests/test_docs.py).
+    """
+    session.install("-e", ".[docs]")
+    # Material for MkDocs prints a notice about MkDocs 2 on every build.
+    env = {"NO_MKDOCS_2_WARNING": "1"}
+    session.run("mkdocs", "build", "--strict", *session.posargs, env=env)

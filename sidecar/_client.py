@@ -133,6 +133,12 @@ class Kernel:
         info: the kernel_info reply it gave when it became ready.
         process: the kernel process when sidecar launched it, else None.
         spec: the kernelspec it was launched from, else None.
+        comms: the kernel's comms, comm targets and widget state.
+        interrupt_mode: how :meth:`interrupt` interrupts: ``"signal"`` (SIGINT
+            to the process group, for a kernel sidecar launched) or
+            ``"message"`` (``interrupt_request`` on control).
+        grace: seconds a request that has its reply waits for its idle (or
+            the other way round) before it completes anyway.
     """
 
     def __init__(
@@ -164,10 +170,12 @@ class Kernel:
 
     @property
     def connection_info(self) -> ConnectionInfo:
+        """Where the kernel listens, and the key it signs with."""
         return self._conn.info
 
     @property
     def session(self) -> Session:
+        """The wire session that builds, signs and verifies our messages."""
         return self._conn.session
 
     @property

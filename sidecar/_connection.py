@@ -164,6 +164,7 @@ class Connection:
         return self._kernel_session
 
     def statistics(self) -> Statistics:
+        """The counters of this connection so far."""
         return Statistics(
             received=self._received,
             routed=self._routed,
@@ -210,6 +211,7 @@ class Connection:
         return inbox
 
     def unregister(self, msg_id: str) -> None:
+        """Stop routing to the inbox of ``msg_id``; later messages go to observers."""
         self._routes.pop(msg_id, None)
 
     @contextmanager

@@ -118,6 +118,7 @@ class StreamOutput(_Output, tag="stream"):
 
     @property
     def output_type(self) -> Literal["stream"]:
+        """Always ``"stream"``: the tag of the output union."""
         return "stream"
 
 
@@ -129,6 +130,7 @@ class DisplayDataOutput(_Output, tag="display_data"):
 
     @property
     def output_type(self) -> Literal["display_data"]:
+        """Always ``"display_data"``: the tag of the output union."""
         return "display_data"
 
 
@@ -141,6 +143,7 @@ class ExecuteResultOutput(_Output, tag="execute_result"):
 
     @property
     def output_type(self) -> Literal["execute_result"]:
+        """Always ``"execute_result"``: the tag of the output union."""
         return "execute_result"
 
 
@@ -153,10 +156,12 @@ class ErrorOutput(_Output, tag="error"):
 
     @property
     def output_type(self) -> Literal["error"]:
+        """Always ``"error"``: the tag of the output union."""
         return "error"
 
 
 Output: TypeAlias = StreamOutput | DisplayDataOutput | ExecuteResultOutput | ErrorOutput
+"""Any of the four output types, told apart by ``output_type``."""
 
 # -- cells ---------------------------------------------------------------------
 
@@ -173,32 +178,43 @@ class _Cell(msgspec.Struct, kw_only=True, tag_field="cell_type", repr_omit_defau
 
 
 class CodeCell(_Cell, tag="code"):
+    """A code cell: its ``source``, and what running it gave (``outputs``,
+    ``execution_count``)."""
+
     execution_count: int | None = None
     outputs: list[Output] = []
 
     @property
     def cell_type(self) -> Literal["code"]:
+        """Always ``"code"``: the tag of the cell union."""
         return "code"
 
 
 class MarkdownCell(_Cell, tag="markdown"):
+    """A Markdown cell, with the files pasted into it as ``attachments``."""
+
     attachments: dict[str, dict[str, Any]] | UnsetType = UNSET
     """Attachment name -> mimebundle (e.g. a pasted ``image/png``)."""
 
     @property
     def cell_type(self) -> Literal["markdown"]:
+        """Always ``"markdown"``: the tag of the cell union."""
         return "markdown"
 
 
 class RawCell(_Cell, tag="raw"):
+    """A raw cell: text that nbconvert passes through untouched."""
+
     attachments: dict[str, dict[str, Any]] | UnsetType = UNSET
 
     @property
     def cell_type(self) -> Literal["raw"]:
+        """Always ``"raw"``: the tag of the cell union."""
         return "raw"
 
 
 Cell: TypeAlias = CodeCell | MarkdownCell | RawCell
+"""Any of the three cell types, told apart by ``cell_type``."""
 
 
 class Notebook(msgspec.Struct, kw_only=True, repr_omit_defaults=True):

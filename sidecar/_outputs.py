@@ -72,6 +72,7 @@ class Outputs:
         return output
 
     def on_stream(self, message: Message) -> None:
+        """Append stream text, merged into the previous output of the same stream."""
         content = message.content
         last = self.outputs[-1] if self.outputs and not self._clear_pending else None
         if last is not None and last["output_type"] == "stream" and last["name"] == content.name:
@@ -93,6 +94,7 @@ class Outputs:
             self.displays.setdefault(display_id, []).append(output)
 
     def on_display_data(self, message: Message) -> None:
+        """Add a ``display_data`` output, remembered under its ``display_id``."""
         content = message.content
         output = {
             "output_type": "display_data",
@@ -102,6 +104,7 @@ class Outputs:
         self._display(output, content)
 
     def on_execute_result(self, message: Message) -> None:
+        """Add the ``execute_result`` output and take its execution count."""
         content = message.content
         self.execution_count = content.execution_count
         output = {
@@ -113,6 +116,7 @@ class Outputs:
         self._display(output, content)
 
     def on_update_display_data(self, message: Message) -> None:
+        """Replace data and metadata of every output showing the ``display_id``."""
         content = message.content
         transient = content.transient if isinstance(content.transient, dict) else {}
         for output in self.displays.get(transient.get("display_id", ""), ()):
@@ -120,6 +124,7 @@ class Outputs:
             output["metadata"] = content.metadata
 
     def on_error(self, message: Message) -> None:
+        """Add an ``error`` output."""
         content = message.content
         self._add(
             {
@@ -131,6 +136,7 @@ class Outputs:
         )
 
     def on_clear_output(self, message: Message) -> None:
+        """Clear the outputs now, or (``wait=True``) just before the next one."""
         if message.content.wait:
             self._clear_pending = True
         else:
@@ -138,9 +144,11 @@ class Outputs:
             self.clear()
 
     def on_execute_input(self, message: Message) -> None:
+        """Take the execution count the kernel announced."""
         self.execution_count = message.content.execution_count
 
     def on_execute_reply(self, message: Message) -> None:
+        """Take the execution count of the reply, if it has one."""
         count = getattr(message.content, "execution_count", None)
         if isinstance(count, int):
             self.execution_count = count

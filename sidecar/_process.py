@@ -155,6 +155,7 @@ class KernelProcess:
 
     @property
     def returncode(self) -> int | None:
+        """The exit status once the process has exited, else None."""
         return self._process.returncode
 
     def log_tail(self, lines: int = 30) -> str:

@@ -97,6 +97,7 @@ class ErrorReply(_Reply, tag="error"):
 
     @property
     def status(self) -> Literal["error"]:
+        """Always ``"error"``: the tag of the reply union."""
         return "error"
 
 
@@ -108,12 +109,14 @@ class AbortedReply(_Reply, tag="aborted"):
 
     @property
     def status(self) -> Literal["aborted"]:
+        """Always ``"aborted"``: the tag of the reply union."""
         return "aborted"
 
 
 class _Ok(_Reply, tag="ok"):
     @property
     def status(self) -> Literal["ok"]:
+        """Always ``"ok"``: the tag of the reply union."""
         return "ok"
 
 
@@ -121,6 +124,13 @@ class _Ok(_Reply, tag="ok"):
 
 
 class ExecuteRequest(_Content):
+    """``execute_request`` (shell): run ``code``.
+
+    ``silent`` runs it without broadcasting outputs or counting it;
+    ``stop_on_error`` makes the kernel abort the requests queued behind a
+    failing one.
+    """
+
     code: str
     silent: bool = False
     store_history: bool = True
@@ -130,6 +140,8 @@ class ExecuteRequest(_Content):
 
 
 class ExecuteReply(_Ok):
+    """``execute_reply`` with ``status: ok``: the code ran to the end."""
+
     execution_count: int | None = None
     payload: list[JSON] = []
     user_expressions: JSON = {}
@@ -139,23 +151,34 @@ class ExecuteReply(_Ok):
 
 
 class InspectRequest(_Content):
+    """``inspect_request`` (shell): introspect the name at ``cursor_pos`` in ``code``."""
+
     code: str
     cursor_pos: int
     detail_level: Literal[0, 1] = 0
 
 
 class InspectReply(_Ok):
+    """``inspect_reply`` with ``status: ok``: a mimebundle about the name, if ``found``."""
+
     found: bool = False
     data: JSON = {}
     metadata: JSON = {}
 
 
 class CompleteRequest(_Content):
+    """``complete_request`` (shell): completions at ``cursor_pos`` in ``code``."""
+
     code: str
     cursor_pos: int
 
 
 class CompleteReply(_Ok):
+    """``complete_reply`` with ``status: ok``.
+
+    Each of ``matches`` replaces ``code[cursor_start:cursor_end]``.
+    """
+
     matches: list[str] = []
     cursor_start: int = 0
     cursor_end: int = 0
@@ -166,6 +189,8 @@ class CompleteReply(_Ok):
 
 
 class HistoryRequest(_Content):
+    """``history_request`` (shell): a ``range`` of a session, the ``tail``, or a ``search``."""
+
     output: bool = False
     raw: bool = True
     hist_access_type: Literal["range", "tail", "search"] = "tail"
@@ -178,6 +203,12 @@ class HistoryRequest(_Content):
 
 
 class HistoryReply(_Ok):
+    """``history_reply`` with ``status: ok``.
+
+    Each entry is ``(session, line_number, input)``, or with ``output=True``
+    ``(session, line_number, (input, output))``.
+    """
+
     # (session, line_number, input) or, with output=True,
     # (session, line_number, (input, output)).
     history: list[tuple[int, int, str | tuple[str, str | None]]] = []
@@ -187,6 +218,8 @@ class HistoryReply(_Ok):
 
 
 class IsCompleteRequest(_Content):
+    """``is_complete_request`` (shell): is ``code`` ready to run?"""
+
     code: str
 
 
@@ -201,10 +234,12 @@ class IsCompleteReply(_Content):
 
 
 class ConnectRequest(_Content):
-    pass
+    """``connect_request`` (shell, deprecated by the spec): the kernel's ports."""
 
 
 class ConnectReply(_Ok):
+    """``connect_reply`` with ``status: ok``: the kernel's ports."""
+
     shell_port: int = 0
     iopub_port: int = 0
     stdin_port: int = 0
@@ -213,10 +248,14 @@ class ConnectReply(_Ok):
 
 
 class CommInfoRequest(_Content):
+    """``comm_info_request`` (shell): the open comms, optionally of one ``target_name``."""
+
     target_name: str | UnsetType = UNSET
 
 
 class CommInfoReply(_Ok):
+    """``comm_info_reply`` with ``status: ok``: ``comm_id`` -> ``{"target_name": ...}``."""
+
     # comm_id -> {"target_name": ...}
     comms: dict[str, JSON] = {}
 
@@ -225,10 +264,12 @@ class CommInfoReply(_Ok):
 
 
 class KernelInfoRequest(_Content):
-    pass
+    """``kernel_info_request`` (shell or control): no fields."""
 
 
 class LanguageInfo(msgspec.Struct, kw_only=True):
+    """The ``language_info`` of a kernel_info reply (a notebook's metadata keeps it)."""
+
     name: str = ""
     version: str = ""
     mimetype: str | UnsetType = UNSET
@@ -239,11 +280,15 @@ class LanguageInfo(msgspec.Struct, kw_only=True):
 
 
 class HelpLink(msgspec.Struct, kw_only=True):
+    """One entry of a kernel_info reply's ``help_links``."""
+
     text: str = ""
     url: str = ""
 
 
 class KernelInfoReply(_Ok):
+    """``kernel_info_reply`` with ``status: ok``: protocol version, implementation, language."""
+
     protocol_version: str = ""
     implementation: str = ""
     implementation_version: str = ""
@@ -258,19 +303,23 @@ class KernelInfoReply(_Ok):
 
 
 class ShutdownRequest(_Content):
+    """``shutdown_request`` (control): exit, or with ``restart`` restart."""
+
     restart: bool = False
 
 
 class ShutdownReply(_Ok):
+    """``shutdown_reply`` with ``status: ok``."""
+
     restart: bool = False
 
 
 class InterruptRequest(_Content):
-    pass
+    """``interrupt_request`` (control), for kernels whose ``interrupt_mode`` is ``message``."""
 
 
 class InterruptReply(_Ok):
-    pass
+    """``interrupt_reply`` with ``status: ok``."""
 
 
 class DebugRequest(_Content):
@@ -298,26 +347,32 @@ class DebugReply(_Content):
 
 
 class CreateSubshellRequest(_Content):
-    pass
+    """``create_subshell_request`` (control, protocol 5.5): no fields."""
 
 
 class CreateSubshellReply(_Ok):
+    """``create_subshell_reply`` with ``status: ok``: the new subshell's id."""
+
     subshell_id: str
 
 
 class DeleteSubshellRequest(_Content):
+    """``delete_subshell_request`` (control, protocol 5.5)."""
+
     subshell_id: str
 
 
 class DeleteSubshellReply(_Ok):
-    pass
+    """``delete_subshell_reply`` with ``status: ok``."""
 
 
 class ListSubshellRequest(_Content):
-    pass
+    """``list_subshell_request`` (control, protocol 5.5): no fields."""
 
 
 class ListSubshellReply(_Ok):
+    """``list_subshell_reply`` with ``status: ok``: the ids of the subshells."""
+
     subshell_id: list[str] = []
 
 
@@ -325,28 +380,45 @@ class ListSubshellReply(_Ok):
 
 
 class Stream(_Content):
+    """``stream`` (iopub): text the code wrote to ``stdout`` or ``stderr``."""
+
     name: str  # "stdout" or "stderr"
     text: str
 
 
 class DisplayData(_Content):
+    """``display_data`` (iopub): a rich output, a mimebundle and its metadata.
+
+    ``transient`` may hold a ``display_id`` that later ``update_display_data``
+    messages refer to.
+    """
+
     data: JSON = {}
     metadata: JSON = {}
     transient: JSON | UnsetType = UNSET
 
 
 class UpdateDisplayData(_Content):
+    """``update_display_data`` (iopub): new data for the outputs of a ``display_id``.
+
+    The id is in ``transient["display_id"]``.
+    """
+
     data: JSON = {}
     metadata: JSON = {}
     transient: JSON | UnsetType = UNSET
 
 
 class ExecuteInput(_Content):
+    """``execute_input`` (iopub): the code being run and its execution count."""
+
     code: str
     execution_count: int | None = None
 
 
 class ExecuteResult(_Content):
+    """``execute_result`` (iopub): the value of the code's last expression (``Out[n]``)."""
+
     execution_count: int | None = None
     data: JSON = {}
     metadata: JSON = {}
@@ -362,14 +434,20 @@ class ErrorOutput(_Content):
 
 
 class Status(_Content):
+    """``status`` (iopub): the kernel's ``execution_state`` (busy, idle, starting...)."""
+
     execution_state: str  # "busy", "idle", "starting", "restarting" or "dead"
 
 
 class ClearOutput(_Content):
+    """``clear_output`` (iopub): clear the outputs now, or with ``wait`` at the next one."""
+
     wait: bool = False
 
 
 class DebugEvent(_Content):
+    """``debug_event`` (iopub): a Debug Adapter Protocol event, carried as-is."""
+
     seq: int = 0
     type: str = "event"
     event: str = ""
@@ -383,6 +461,8 @@ class IopubWelcome(_Content):
 
 
 class CommOpen(_Content):
+    """``comm_open`` (shell or iopub): open comm ``comm_id`` to ``target_name``."""
+
     comm_id: str
     target_name: str
     data: JSON = {}
@@ -390,11 +470,15 @@ class CommOpen(_Content):
 
 
 class CommMsg(_Content):
+    """``comm_msg`` (shell or iopub): data for the other side of comm ``comm_id``."""
+
     comm_id: str
     data: JSON = {}
 
 
 class CommClose(_Content):
+    """``comm_close`` (shell or iopub): close comm ``comm_id``."""
+
     comm_id: str
     data: JSON = {}
 
@@ -403,11 +487,15 @@ class CommClose(_Content):
 
 
 class InputRequest(_Content):
+    """``input_request`` (stdin, from the kernel): the code called ``input()`` or ``getpass()``."""
+
     prompt: str = ""
     password: bool = False
 
 
 class InputReply(_Content):
+    """``input_reply`` (stdin, to the kernel): the text typed."""
+
     value: str
 
 

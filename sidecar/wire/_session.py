@@ -46,7 +46,9 @@ if TYPE_CHECKING:
 __all__ = ["DELIM", "PROTOCOL_VERSION", "Frame", "Header", "Message", "Session"]
 
 DELIM: Final = b"<IDS|MSG>"
+"""The frame between the routing identities and the signature."""
 PROTOCOL_VERSION: Final = "5.4"
+"""The messaging protocol version put in the headers sidecar builds."""
 
 Frame = bytes | memoryview
 """One frame: bytes, or a zero-copy view of a received ZeroMQ frame."""
@@ -171,10 +173,12 @@ class Message:
 
     @property
     def msg_type(self) -> str:
+        """``header.msg_type``, e.g. ``"execute_reply"``."""
         return self.header.msg_type
 
     @property
     def msg_id(self) -> str:
+        """``header.msg_id``: replies and outputs name it in their parent header."""
         return self.header.msg_id
 
     @property
