@@ -19,6 +19,8 @@ import inspect
 import logging
 import os
 import sys
+import types
+import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, AsyncExitStack, asynccontextmanager, nullcontext
@@ -97,6 +99,33 @@ _OUTPUT_TYPES: Final = frozenset(
 )
 
 
+_HeldHandler: TypeAlias = Callable[[], "Handler | None"]
+
+
+def _strong(handler: Handler) -> _HeldHandler:
+    return lambda: handler
+
+
+def _hold(handler: Handler) -> _HeldHandler:
+    """Keep a finished request's handler for late output, without keeping it alive.
+
+    A handler that collects (an :class:`~sidecar.Outputs`, a bound method of
+    a user's object) is held weakly: once its owner drops it, nobody could see
+    what it would collect, and holding it would keep every output of the last
+    requests in memory.  A plain function is held strongly, because its
+    effect may be all it does (``handlers=[print]``, a lambda that logs), and
+    so is anything that cannot be referenced weakly (``a_list.append``).
+    """
+    if isinstance(handler, types.FunctionType | types.BuiltinFunctionType):
+        return _strong(handler)
+    try:
+        if isinstance(handler, types.MethodType):
+            return weakref.WeakMethod(handler)
+        return weakref.ref(handler)
+    except TypeError:
+        return _strong(handler)
+
+
 def _dispatch_targets(handlers: Sequence[Handler], msg_type: str) -> list[Callable[..., Any]]:
     targets = []
     for handler in handlers:
@@ -162,7 +191,7 @@ class Kernel:
         self.interrupt_mode: Literal["signal", "message"] = interrupt_mode
         self.grace = grace
         self.info: KernelInfoReply | None = None
-        self._late: OrderedDict[str, Sequence[Handler]] = OrderedDict()
+        self._late: OrderedDict[str, list[_HeldHandler]] = OrderedDict()
         self.comms: Final = Comms(self)
         self._restarting = False
 
@@ -354,7 +383,7 @@ class Kernel:
 
     def _remember_late(self, msg_id: str, handlers: Sequence[Handler]) -> None:
         late = self._late
-        late[msg_id] = handlers
+        late[msg_id] = [_hold(handler) for handler in handlers]
         if len(late) > _LATE_MEMORY:
             late.popitem(last=False)
 
@@ -365,9 +394,14 @@ class Kernel:
                 if message.msg_type in _COMM_TYPES:
                     await self.comms.dispatch(message)
                 parent = message.parent_id
-                handlers = self._late.get(parent) if parent is not None else None
+                if parent is None or (held := self._late.get(parent)) is None:
+                    continue
+                handlers = [h for h in (get() for get in held) if h is not None]
                 if handlers:
                     await _call_handlers(handlers, message, None)
+                else:
+                    # Every handler is gone: nobody can see this request's output.
+                    del self._late[parent]
 
     # -- shell requests ------------------------------------------------------------
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
+import weakref
 from typing import Any
 
 import anyio
@@ -339,6 +341,53 @@ async def test_output_after_idle_reaches_the_requests_handlers(kernel: sidecar.K
     assert seen == ["on time\n", "late\n"]
     other = await run(kernel, "print('other')")
     assert other.text() == "other\n"
+
+
+async def test_late_output_reaches_an_outputs_the_caller_still_holds(
+    kernel: sidecar.Kernel,
+) -> None:
+    outputs = sidecar.Outputs()
+    await kernel.execute(
+        "import threading, time\n"
+        "threading.Thread(target=lambda: (time.sleep(0.3), print('late', flush=True))).start()\n"
+        "print('on time')",
+        handlers=[outputs],
+    )
+    assert outputs.text() == "on time\n"
+    with anyio.fail_after(5):
+        while outputs.text() != "on time\nlate\n":
+            await anyio.sleep(0.02)
+
+
+async def test_finished_requests_do_not_keep_dropped_handlers_alive(
+    kernel: sidecar.Kernel,
+) -> None:
+    """Handlers kept for late output are held weakly where they can be: a
+    collector its owner dropped is freed, so the outputs of past requests do
+    not pile up in memory.  A plain function is kept: its effect may be all
+    it does."""
+
+    class Collector:
+        def __init__(self) -> None:
+            self.messages: list[Message] = []
+
+        def __call__(self, message: Message) -> None:
+            self.messages.append(message)
+
+    outputs, collector = sidecar.Outputs(), Collector()
+    refs = [weakref.ref(outputs), weakref.ref(collector)]
+    seen: list[str] = []
+
+    def note(message: Message) -> None:
+        seen.append(message.msg_type)
+
+    await kernel.execute("print('x' * 1000)", handlers=[outputs, collector.__call__, note])
+    assert outputs.text() == "x" * 1000 + "\n"
+    assert [m.msg_type for m in collector.messages].count("stream") == 1
+    assert "stream" in seen
+    del outputs, collector
+    gc.collect()
+    assert [ref() for ref in refs] == [None, None]
 
 
 async def test_debug_request(kernel: sidecar.Kernel) -> None:
