@@ -13,7 +13,8 @@ import logging
 import re
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, Final, TextIO
 
@@ -56,37 +57,20 @@ async def _run(args: argparse.Namespace) -> int:
         return 2
     parameters = {name: parse_parameter(value) for name, value in args.parameters or []}
     progress = Progress(sys.stderr, enabled=not args.quiet)
-    interrupted = False
-    results = []
-    async with anyio.create_task_group() as tg:
-
-        async def on_sigint() -> None:
-            nonlocal interrupted
-            with anyio.open_signal_receiver(signal.SIGINT) as signals:
-                async for _ in signals:
-                    # Cancelling interrupts the running cells, writes what ran
-                    # and shuts every kernel down; a second Ctrl-C is ignored
-                    # so that cleanup can finish.
-                    interrupted = True
-                    tg.cancel_scope.cancel()
-
-        tg.start_soon(on_sigint)
-        results = await run_files(
-            paths,
-            output=args.output,
-            inplace=args.inplace,
-            kernel_name=args.kernel,
-            timeout=args.timeout,
-            allow_errors=args.allow_errors,
-            parameters=parameters,
-            cwd=args.cwd,
-            jobs=args.jobs,
-            progress=progress,
-        )
-        tg.cancel_scope.cancel()
-    if interrupted:
-        print("sidecar: interrupted; what ran was written", file=sys.stderr)
-        return 130
+    # Cancelled by a signal (see _until_signalled), run_files interrupts the
+    # running cells and writes what ran before the kernels go.
+    results = await run_files(
+        paths,
+        output=args.output,
+        inplace=args.inplace,
+        kernel_name=args.kernel,
+        timeout=args.timeout,
+        allow_errors=args.allow_errors,
+        parameters=parameters,
+        cwd=args.cwd,
+        jobs=args.jobs,
+        progress=progress,
+    )
     for result in results:
         if args.show and result.output is not None:
             _show_notebook(result.output)
@@ -134,6 +118,35 @@ async def _bench(args: argparse.Namespace) -> int:
         return 1
     print(result.to_json().decode() if args.json else result.render())
     return 0
+
+
+async def _until_signalled(command: Callable[[], Awaitable[int]], what: str) -> int:
+    """``command()``, cancelled by SIGINT or SIGTERM: exit status 128 + the signal.
+
+    Cancelling is what makes a signal safe: every kernel the command started
+    is interrupted and shut down, and its files removed, before the process
+    exits.  Python's default for SIGTERM is to die on the spot, leaving the
+    kernels to notice their parent is gone and their files behind.  Further
+    signals are ignored so that the cleanup can finish.
+    """
+    caught: list[int] = []
+    async with anyio.create_task_group() as tg:
+
+        async def watch() -> None:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    if not caught:
+                        caught.append(signum)
+                        tg.cancel_scope.cancel()
+
+        tg.start_soon(watch)
+        status = await command()
+        tg.cancel_scope.cancel()
+    if caught:
+        name = "interrupted" if caught[0] == signal.SIGINT else "terminated"
+        print(f"sidecar: {name}{what}", file=sys.stderr)
+        return 128 + caught[0]
+    return status
 
 
 def _show_notebook(path: Path) -> None:
@@ -188,7 +201,8 @@ def _parser() -> argparse.ArgumentParser:
         "run",
         help="run notebooks, each on a fresh kernel",
         description="Run the code cells of notebooks in order and write the results. "
-        "Exit status: 0 all ran, 1 a notebook failed, 2 bad usage, 130 interrupted.",
+        "Exit status: 0 all ran, 1 a notebook failed, 2 bad usage, "
+        "130 interrupted (SIGINT), 143 terminated (SIGTERM).",
     )
     run.add_argument("notebooks", nargs="+", help=".ipynb files")
     run.add_argument(
@@ -224,7 +238,7 @@ def _parser() -> argparse.ArgumentParser:
         help="time code or notebooks on kernels",
         description="Run each CODE (and each --notebook) N times on kernels of its own and "
         "print statistics of the client's and the kernel's time per run. "
-        "Exit status: 0 done, 1 the code raised, 2 bad usage.",
+        "Exit status: 0 done, 1 the code raised, 2 bad usage, 130 interrupted, 143 terminated.",
     )
     timing.add_argument("code", nargs="*", help="code to time; - reads it from stdin")
     timing.add_argument(
@@ -275,12 +289,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.inplace and args.output is not None:
                 print("sidecar: --inplace and -o exclude each other", file=sys.stderr)
                 return 2
-            return anyio.run(_run, args, backend=args.backend)
-        if args.command == "bench":
+            command = partial(_run, args)
+            what = "; what ran was written"
+        elif args.command == "bench":
             args.code = [sys.stdin.read() if code == "-" else code for code in args.code]
-            return anyio.run(_bench, args, backend=args.backend)
-        code = sys.stdin.read() if args.code == "-" else args.code
-        return anyio.run(_exec, code, args.kernel, args.timeout, backend=args.backend)
+            command, what = partial(_bench, args), ""
+        else:
+            code = sys.stdin.read() if args.code == "-" else args.code
+            command, what = partial(_exec, code, args.kernel, args.timeout), ""
+        return anyio.run(_until_signalled, command, what, backend=args.backend)
     except SidecarError as e:
         print(f"sidecar: {e}", file=sys.stderr)
         return 2

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -62,3 +65,29 @@ def test_kernelspecs_lists_python3() -> None:
     done = sidecar("kernelspecs")
     assert done.returncode == 0
     assert done.stdout.split()[0] == "python3"
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_sigterm_during_exec_shuts_the_kernel_down(tmp_path: Path, backend: str) -> None:
+    runtime = tmp_path / "runtime"
+    code = "import os, time\nprint(os.getpid(), flush=True)\ntime.sleep(60)"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sidecar", "--backend", backend, "exec", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, JUPYTER_RUNTIME_DIR=str(runtime)),
+    )
+    try:
+        assert proc.stdout is not None
+        kernel_pid = int(proc.stdout.readline())
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, stderr
+    assert "sidecar: terminated" in stderr
+    with pytest.raises(ProcessLookupError):
+        os.kill(kernel_pid, 0)
+    assert list(runtime.iterdir()) == []

@@ -274,8 +274,14 @@ def test_cli_invalid_notebook_and_missing_kernel(tmp_path: Path) -> None:
     assert "no kernelspec named 'no-such-kernel'" in done.stderr
 
 
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
-def test_ctrl_c_writes_what_ran_and_leaves_no_kernel(tmp_path: Path, backend: str) -> None:
+def test_a_signal_writes_what_ran_and_leaves_no_kernel(
+    tmp_path: Path, backend: str, signum: int, status: int
+) -> None:
+    """Ctrl-C, or a SIGTERM from a job runner: the running cell is interrupted,
+    what ran is written, the kernel is shut down and its files removed."""
+    runtime = tmp_path / "runtime"
     path = write(
         tmp_path / "long.ipynb",
         new_code_cell("print('first', flush=True)"),
@@ -288,6 +294,7 @@ def test_ctrl_c_writes_what_ran_and_leaves_no_kernel(tmp_path: Path, backend: st
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=dict(os.environ, JUPYTER_RUNTIME_DIR=str(runtime)),
     )
     try:
         # Wait until the second cell runs (its progress line is on stderr).
@@ -298,12 +305,13 @@ def test_ctrl_c_writes_what_ran_and_leaves_no_kernel(tmp_path: Path, backend: st
             if "cell 2/3" in line:
                 break
         time.sleep(1.0)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         _, stderr = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130, stderr
+    assert proc.returncode == status, stderr
+    assert list(runtime.iterdir()) == []
     written = json.loads(out.read_text())
     assert written["cells"][0]["outputs"][0]["text"] == ["first\n"]
     kernel_pid = int(written["cells"][1]["outputs"][0]["text"][0])
