@@ -27,6 +27,7 @@ from ._client import launch
 from ._exceptions import ExecutionError, SidecarError
 from ._kernelspec import find_kernelspecs, get_kernelspec
 from ._notebook import CodeCell, outputs_to_dicts, read_notebook
+from ._util import open_task_group
 from .wire import ErrorReply, Message
 
 __all__ = ["main"]
@@ -130,7 +131,7 @@ async def _until_signalled(command: Callable[[], Awaitable[int]], what: str) -> 
     signals are ignored so that the cleanup can finish.
     """
     caught: list[int] = []
-    async with anyio.create_task_group() as tg:
+    async with open_task_group() as tg:
 
         async def watch() -> None:
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
