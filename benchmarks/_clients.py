@@ -58,7 +58,7 @@ from benchmarks._peers import (
     stop_process,
     write_connection_file,
 )
-from benchmarks.bench_roundtrip import FloorClient, Protocol
+from benchmarks.bench_roundtrip import FloorClient, Protocol, recv_frames
 
 SIDECAR_ASYNCIO = "sidecar (asyncio)"
 SIDECAR_TRIO = "sidecar (trio)"
@@ -412,9 +412,9 @@ class Floor(Client):
             for sock, _ in ready:
                 # Drain what is there (a flood arrives faster than one per poll),
                 # asking EVENTS rather than paying for an Again exception.
-                recv, events = sock.recv_multipart, sock.getsockopt
+                events = sock.getsockopt
                 while events(EVENTS) & POLLIN:
-                    header, parent, content = decode(recv())
+                    header, parent, content = decode(recv_frames(sock))
                     if parent.get("msg_id") != msg_id:
                         continue
                     if sock is shell:
@@ -473,7 +473,7 @@ class Floor(Client):
             for sock, _ in ready:
                 i, is_shell = owner[sock]
                 client = self.clients[i]
-                header, parent, raw = client.decode(sock.recv_multipart())
+                header, parent, raw = client.decode(recv_frames(sock))
                 if parent.get("msg_id") != msg_ids[i]:
                     continue
                 if is_shell:
