@@ -352,6 +352,19 @@ def run_jc_blocking(config: WorkerConfig, proto: Protocol) -> None:
         km.shutdown_kernel()
 
 
+ZMQ_SNDMORE = 2  # zmq.SNDMORE: libzmq's ABI constant (zmq is imported lazily here)
+
+
+def send_frames(sock: Any, frames: list[bytes]) -> None:
+    """One multipart message, sent as sidecar sends it: frame by frame, int flags.
+
+    pyzmq's ``send_multipart`` ORs enum flags and type-checks every frame.
+    """
+    for frame in frames[:-1]:
+        sock.send(frame, ZMQ_SNDMORE, copy=False)
+    sock.send(frames[-1], 0, copy=False)
+
+
 def recv_frames(sock: Any) -> list[bytes]:
     """One multipart message, as sidecar receives it (the floor must be no slower).
 
@@ -419,7 +432,7 @@ class FloorClient:
         mac = self._mac.copy()
         for part in parts:
             mac.update(part)
-        self.shell.send_multipart([self.DELIM, mac.hexdigest().encode(), *parts])
+        send_frames(self.shell, [self.DELIM, mac.hexdigest().encode(), *parts])
         return msg_id
 
     def decode(self, frames: list[bytes]) -> tuple[dict[str, Any], dict[str, Any], bytes]:
