@@ -30,6 +30,8 @@ from ._notebook import CodeCell, outputs_to_dicts, read_notebook
 from ._util import open_task_group
 from .wire import ErrorReply, Message
 
+log = logging.getLogger("sidecar.cli")
+
 __all__ = ["main"]
 
 _ANSI: Final = re.compile(r"\x1b\[[0-9;]*m")
@@ -127,22 +129,32 @@ async def _until_signalled(command: Callable[[], Awaitable[int]], what: str) -> 
     Cancelling is what makes a signal safe: every kernel the command started
     is interrupted and shut down, and its files removed, before the process
     exits.  Python's default for SIGTERM is to die on the spot, leaving the
-    kernels to notice their parent is gone and their files behind.  Further
-    signals are ignored so that the cleanup can finish.
+    kernels to notice their parent is gone and their files behind.  The
+    receiver stays installed until the command has unwound, so further
+    signals are swallowed rather than killing the cleanup half-way; and once
+    a signal came, an error raised by the cleanup does not change the status.
     """
     caught: list[int] = []
-    async with open_task_group() as tg:
+    command_scope = anyio.CancelScope()
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with open_task_group() as tg:
 
-        async def watch() -> None:
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async def watch() -> None:
                 async for signum in signals:
                     if not caught:
                         caught.append(signum)
-                        tg.cancel_scope.cancel()
+                        command_scope.cancel()
 
-        tg.start_soon(watch)
-        status = await command()
-        tg.cancel_scope.cancel()
+            tg.start_soon(watch)
+            try:
+                with command_scope:
+                    status = await command()
+            except Exception:
+                if not caught:
+                    raise
+                log.warning("error while cleaning up after a signal", exc_info=True)
+            finally:
+                tg.cancel_scope.cancel()
     if caught:
         name = "interrupted" if caught[0] == signal.SIGINT else "terminated"
         print(f"sidecar: {name}{what}", file=sys.stderr)

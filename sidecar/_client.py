@@ -107,23 +107,36 @@ def _strong(handler: Handler) -> _HeldHandler:
 
 
 def _hold(handler: Handler) -> _HeldHandler:
-    """Keep a finished request's handler for late output, without keeping it alive.
+    """Keep a finished request's handler for late output, without keeping a collector alive.
 
-    A handler that collects (an :class:`~sidecar.Outputs`, a bound method of
-    a user's object) is held weakly: once its owner drops it, nobody could see
-    what it would collect, and holding it would keep every output of the last
-    requests in memory.  A plain function is held strongly, because its
-    effect may be all it does (``handlers=[print]``, a lambda that logs), and
-    so is anything that cannot be referenced weakly (``a_list.append``).
+    A collector (an object with ``on_<msg_type>`` methods, such as
+    :class:`~sidecar.Outputs`) and a bound method are held weakly: once their
+    owner drops them nobody could see what they would collect, and holding
+    them would keep every output of the last requests in memory.  Anything
+    else (a function, a lambda, a ``functools.partial``, a callable object)
+    may act through its side effects alone, so it is held strongly.
     """
-    if isinstance(handler, types.FunctionType | types.BuiltinFunctionType):
-        return _strong(handler)
     try:
         if isinstance(handler, types.MethodType):
             return weakref.WeakMethod(handler)
-        return weakref.ref(handler)
-    except TypeError:
-        return _strong(handler)
+        if _is_collector(type(handler)):
+            return weakref.ref(handler)
+    except TypeError:  # no __weakref__ slot
+        pass
+    return _strong(handler)
+
+
+_COLLECTOR_TYPES: weakref.WeakKeyDictionary[type, bool] = weakref.WeakKeyDictionary()
+
+
+def _is_collector(cls: type) -> bool:
+    # Cached: dir() of a class costs more than the rest of a request's end.
+    known = _COLLECTOR_TYPES.get(cls)
+    if known is None:
+        names = dir(cls)
+        known = any(n.startswith("on_") and callable(getattr(cls, n)) for n in names)
+        _COLLECTOR_TYPES[cls] = known
+    return known
 
 
 def _dispatch_targets(handlers: Sequence[Handler], msg_type: str) -> list[Callable[..., Any]]:

@@ -28,9 +28,10 @@ Spurious wakeups are harmless (the reader just gets ``Again`` and waits again).
 Exactly one task waits on the fd at a time: trio and anyio's asyncio backend
 both refuse two waiters (``BusyResourceError``).
 
-A received message is never lost to cancellation: receiving (``recv(NOBLOCK)``
-frame by frame) is synchronous, so a multipart message is either taken whole or not at all,
-and the only cancellation point is the wait before it.  Sends are synchronous
+A received message is never lost to cancellation: receiving is synchronous
+(``NOBLOCK``, and libzmq hands out every frame of a message once the first is
+readable), so a multipart message is taken whole or not at all, and the only
+cancellation points come before it is taken.  Sends are synchronous
 too: libzmq takes a multipart message whole (the high-water mark counts
 complete messages) or raises ``Again`` on the first frame.
 """
@@ -46,6 +47,7 @@ import anyio
 import anyio.lowlevel
 import sniffio
 import zmq
+import zmq.backend
 
 __all__ = ["AsyncSocket", "Context"]
 
@@ -58,6 +60,8 @@ _MORE: Final = int(zmq.SNDMORE) | _NOBLOCK
 _POLLIN: Final = int(zmq.POLLIN)
 _POLLOUT: Final = int(zmq.POLLOUT)
 _EVENTS: Final = int(zmq.EVENTS)
+# Only the Cython backend sets Frame.more on receive (see _recv_frames).
+_FRAMES_KNOW_MORE: Final = zmq.backend.Frame.__module__.startswith("zmq.backend.cython")
 # Messages taken per wakeup before yielding to other tasks: enough to amortize
 # the checkpoint under a flood, few enough that a flood cannot starve anyone.
 _BATCH: Final = 64
@@ -164,11 +168,15 @@ class AsyncSocket:
         """One whole multipart message, or ``zmq.Again``.
 
         pyzmq's ``recv_multipart`` asks ``RCVMORE`` after every frame through
-        ``getsockopt``, which looks the option up in an enum each time; a
-        frame received without copying carries ``more`` itself.  Half the
-        cost for a 7-frame message.  libzmq delivers multipart messages
-        atomically, so once the first frame is in, the rest are too.
+        ``getsockopt``, which looks the option up in an enum each time; with
+        pyzmq's Cython backend a frame received without copying carries
+        ``more`` itself: 4.3 us instead of 7.6 us for a 7-frame message.
+        libzmq delivers multipart messages atomically, so once the first frame
+        is in, the rest are too.  The cffi backend (PyPy) never sets ``more``,
+        so there the plain ``recv_multipart`` is used.
         """
+        if not _FRAMES_KNOW_MORE:
+            return self._sock.recv_multipart(_NOBLOCK)
         recv = self._sock.recv
         frame = recv(_NOBLOCK, copy=False)
         frames = [frame.bytes]
@@ -183,16 +191,16 @@ class AsyncSocket:
         Raises:
             anyio.ClosedResourceError: the socket was closed.
         """
+        # Yield first: a cancellation delivered after the message is taken
+        # (asyncio's own, which anyio's shields cannot hold off) would lose it.
+        await anyio.lowlevel.checkpoint()
         while True:
             if self._closed:
                 raise anyio.ClosedResourceError
             try:
-                frames = self._recv_frames()
+                return self._recv_frames()
             except zmq.Again:
                 await self._wait()
-            else:
-                await anyio.lowlevel.cancel_shielded_checkpoint()
-                return frames
 
     async def pump(self, on_message: Callable[[list[bytes]], object]) -> None:
         """Receive forever, handing every message to ``on_message``.

@@ -364,8 +364,8 @@ async def test_finished_requests_do_not_keep_dropped_handlers_alive(
 ) -> None:
     """Handlers kept for late output are held weakly where they can be: a
     collector its owner dropped is freed, so the outputs of past requests do
-    not pile up in memory.  A plain function is kept: its effect may be all
-    it does."""
+    not pile up in memory.  A function or another callable is kept: its
+    effect may be all it does."""
 
     class Collector:
         def __init__(self) -> None:
@@ -374,20 +374,23 @@ async def test_finished_requests_do_not_keep_dropped_handlers_alive(
         def __call__(self, message: Message) -> None:
             self.messages.append(message)
 
-    outputs, collector = sidecar.Outputs(), Collector()
+    outputs, collector, inline = sidecar.Outputs(), Collector(), Collector()
     refs = [weakref.ref(outputs), weakref.ref(collector)]
+    kept = weakref.ref(inline)
     seen: list[str] = []
 
     def note(message: Message) -> None:
         seen.append(message.msg_type)
 
-    await kernel.execute("print('x' * 1000)", handlers=[outputs, collector.__call__, note])
+    await kernel.execute("print('x' * 1000)", handlers=[outputs, collector.__call__, note, inline])
     assert outputs.text() == "x" * 1000 + "\n"
     assert [m.msg_type for m in collector.messages].count("stream") == 1
     assert "stream" in seen
-    del outputs, collector
+    del outputs, collector, inline
     gc.collect()
     assert [ref() for ref in refs] == [None, None]
+    # A callable that is not a collector may act by side effect alone: kept.
+    assert kept() is not None
 
 
 async def test_debug_request(kernel: sidecar.Kernel) -> None:

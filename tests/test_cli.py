@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -68,7 +69,9 @@ def test_kernelspecs_lists_python3() -> None:
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
-def test_sigterm_during_exec_shuts_the_kernel_down(tmp_path: Path, backend: str) -> None:
+def test_sigterm_during_exec_shuts_the_kernel_down_even_when_repeated(
+    tmp_path: Path, backend: str
+) -> None:
     runtime = tmp_path / "runtime"
     code = "import os, time\nprint(os.getpid(), flush=True)\ntime.sleep(60)"
     proc = subprocess.Popen(
@@ -81,6 +84,9 @@ def test_sigterm_during_exec_shuts_the_kernel_down(tmp_path: Path, backend: str)
     try:
         assert proc.stdout is not None
         kernel_pid = int(proc.stdout.readline())
+        proc.send_signal(signal.SIGTERM)
+        # A second signal during the cleanup must not cut it short.
+        time.sleep(0.1)
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=30)
     finally:
