@@ -1,43 +1,6 @@
 """Benchmarking code and notebooks on kernels: :func:`bench` and ``sidecar bench``.
 
-What is measured, per *run* (one execute of a code variant, or one pass
-through a notebook variant's code cells):
-
-wall
-    client time, from just before the ``execute_request`` is built and sent
-    until the run is done (its ``execute_reply`` and its ``status: idle`` both
-    in), on :func:`time.perf_counter`.  For a notebook: the whole
-    :func:`~sidecar.run_notebook` call.
-kernel
-    the kernel's own time, on the kernel's clock: from the reply's
-    ``metadata.started`` (when the kernel began running the cell) to the date
-    of the ``status: idle`` message that ends the request (or, if the kernel
-    sent none, of the ``execute_reply``).  It includes sending the reply and
-    the kernel's post-execute hooks; for a notebook, it is the sum over its
-    cells.  Both ends are the kernel's timestamps (microseconds), so clock
-    offsets between client and kernel do not matter.
-overhead
-    ``wall - kernel``: queueing, transport, and the client's own work.
-
-Per variant, over all its runs: client CPU (:func:`time.process_time`, all
-threads of this process, libzmq's included) summed over the variant's turns;
-kernel CPU (``utime + stime`` of each kernel process from ``/proc``, Linux
-only, in clock ticks, usually 10 ms, so meaningful over many runs); the
-kernels' peak RSS (``VmHWM``, Linux only); runs per second over the variant's
-turns.  The client's own peak RSS is process-wide, so it is reported once.
-
-How runs are scheduled
-    Each variant gets ``kernels`` kernels ("lanes"); its runs are dealt out
-    round-robin over them, each lane running its runs one after another and
-    the lanes running concurrently.  With ``interleave`` (the default) the
-    variants take turns: each turn is one run on every lane of one variant,
-    then the next variant, so background load lands on all variants alike;
-    without it, each variant runs all its runs in one go, its lanes
-    unsynchronized, before the next variant starts.  Kernels are launched
-    ahead (all of them before the first turn; with ``fresh``, the next kernel
-    of a lane while the current one runs), and warm-up runs happen before a
-    turn, so neither is ever inside a measurement; launch times are reported
-    on their own, for fresh kernels.
+:func:`bench` says what is measured and how runs are scheduled.
 """
 
 from __future__ import annotations
@@ -49,7 +12,7 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Final, TypeAlias, final
 
@@ -348,30 +311,48 @@ def _client_max_rss() -> int | None:
     return rss if sys.platform == "darwin" else rss * 1024
 
 
-def _kernel_seconds(messages: Sequence[Message]) -> float | None:
-    """``metadata.started`` of the reply to the date of idle (or of the reply)."""
-    started = idle = replied = None
-    for message in messages:
-        if message.msg_type == "execute_reply":
-            value = message.metadata.get("started")
-            if isinstance(value, str):
-                started = _parse_date(value)
-            replied = message.header.datetime()
-        elif message.msg_type == "status" and message.content.execution_state == "idle":
-            idle = message.header.datetime()
-    end = idle or replied
-    if started is None or end is None:
-        return None
-    return max(0.0, (end - started).total_seconds())
+@final
+class _KernelTimes:
+    """A collector of the two kernel timestamps a run needs, and nothing else.
+
+    Being a collector (``on_<msg_type>`` methods), it is held only weakly
+    once its request is done, so past runs' messages are not kept.
+    """
+
+    __slots__ = ("__weakref__", "end", "replied", "started")
+
+    def __init__(self) -> None:
+        self.started: datetime | None = None
+        self.replied: datetime | None = None
+        self.end: datetime | None = None
+
+    def on_execute_reply(self, message: Message) -> None:
+        value = message.metadata.get("started")
+        if isinstance(value, str):
+            self.started = _parse_date(value)
+        self.replied = _aware(message.header.datetime())
+
+    def on_status(self, message: Message) -> None:
+        if message.content.execution_state == "idle":
+            self.end = _aware(message.header.datetime())
+
+    def seconds(self) -> float | None:
+        """``metadata.started`` of the reply to the date of idle (or of the reply)."""
+        end = self.end or self.replied
+        if self.started is None or end is None:
+            return None
+        return max(0.0, (end - self.started).total_seconds())
 
 
 def _notebook_kernel_seconds(notebook: Notebook) -> float | None:
-    """The sum of the kernel times of the cells that ran, from their timings."""
-    total = 0.0
+    """The sum of the kernel times of the cells that ran, from their timings
+    (None if none has them)."""
+    total, timed = 0.0, False
     for cell in notebook.code_cells():
         timing = cell.metadata.get("execution")
         if not timing:
             continue
+        timed = True
         started = timing.get("shell.execute_reply.started")
         end = timing.get("iopub.status.idle", timing.get("shell.execute_reply"))
         if not isinstance(started, str) or not isinstance(end, str):
@@ -380,21 +361,29 @@ def _notebook_kernel_seconds(notebook: Notebook) -> float | None:
         if begin is None or finish is None:
             return None
         total += max(0.0, (finish - begin).total_seconds())
-    return total
+    return total if timed else None
 
 
 def _parse_date(value: str) -> datetime | None:
     try:
-        return msgspec.convert(value, datetime)
+        return _aware(msgspec.convert(value, datetime))
     except msgspec.ValidationError:
         return None
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """A kernel's date without a timezone is taken as UTC, as the spec asks
+    dates to be; aware and naive dates cannot be subtracted."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=timezone.utc)
 
 
 # -- running ----------------------------------------------------------------------
 
 
 @final
-class _Held:
+class _KernelSlot:
     """A kernel launched by a background task and kept until :meth:`close`."""
 
     def __init__(self) -> None:
@@ -450,15 +439,15 @@ class _Lane:
         self.plan = plan
         self.index = index
         self.runs = runs
-        self.held: _Held | None = None
-        self.ahead: _Held | None = None
+        self.current: _KernelSlot | None = None
+        self.ahead: _KernelSlot | None = None
         """With ``fresh``: the kernel launching for the lane's next run."""
         self.cpu_start: float | None = None
 
     @property
-    def kernel(self) -> _Held:
-        assert self.held is not None
-        return self.held
+    def slot(self) -> _KernelSlot:
+        assert self.current is not None
+        return self.current
 
 
 @final
@@ -479,8 +468,17 @@ class _Plan:
         self.kernel_max_rss: int | None = None
 
     def job(self) -> Notebook | None:
-        """What one run needs: a fresh copy of the notebook (None for code)."""
-        return None if self.source is None else read_notebook(self.source)
+        """What one run needs: a fresh copy of the notebook (None for code).
+
+        Timings saved in the file are dropped, so that only the cells run
+        now are counted (a ``skip-execution`` cell keeps what it had).
+        """
+        if self.source is None:
+            return None
+        notebook = read_notebook(self.source)
+        for cell in notebook.code_cells():
+            cell.metadata.pop("execution", None)
+        return notebook
 
     def account(self, pid: int, cpu_start: float | None) -> None:
         """Add what the kernel ``pid`` spent since ``cpu_start``, and its peak RSS."""
@@ -541,7 +539,7 @@ class _Bench:
         self._timeout = timeout
         self._seq = 0
         self._failures: list[Exception] = []
-        self._launched: list[_Held] = []
+        self._launched: list[_KernelSlot] = []
 
     async def _each(self, lanes: Sequence[_Lane], fn: Callable[[_Lane], Awaitable[None]]) -> None:
         """``fn(lane)`` for every lane at once; the first failure is raised.
@@ -567,11 +565,11 @@ class _Bench:
         if self._failures:
             raise self._failures[0]
 
-    def _launch(self, plan: _Plan) -> _Held:
-        held = _Held()
-        self._tg.start_soon(held.hold, self._kernel_name, plan.cwd)
-        self._launched.append(held)
-        return held
+    def _launch(self, plan: _Plan) -> _KernelSlot:
+        slot = _KernelSlot()
+        self._tg.start_soon(slot.hold, self._kernel_name, plan.cwd)
+        self._launched.append(slot)
+        return slot
 
     async def close_all(self) -> None:
         """Shut down every kernel still up, the ordinary way, all at once.
@@ -581,8 +579,8 @@ class _Bench:
         shutdown replies, and their shutdown would wait out its timeouts.
         """
         async with anyio.create_task_group() as tg:
-            for held in self._launched:
-                tg.start_soon(held.close)
+            for slot in self._launched:
+                tg.start_soon(slot.close)
 
     async def run(self) -> None:
         if self._fresh:
@@ -601,14 +599,14 @@ class _Bench:
     async def _run_reused(self) -> None:
         lanes = [lane for plan in self._plans for lane in plan.lanes]
         for lane in lanes:
-            lane.held = self._launch(lane.plan)
+            lane.current = self._launch(lane.plan)
         for plan in self._plans:
             for lane in plan.lanes:
-                await lane.kernel.wait()
-                plan.pids.append(lane.kernel.pid)
+                await lane.slot.wait()
+                plan.pids.append(lane.slot.pid)
             await self._each(plan.lanes, self._warm_up)
         for lane in lanes:
-            lane.cpu_start = _cpu_seconds(lane.kernel.pid)
+            lane.cpu_start = _cpu_seconds(lane.slot.pid)
         if self._interleave:
             for r, plan in self._order():
                 await self._turn(plan, r, r + 1)
@@ -616,7 +614,7 @@ class _Bench:
             for plan in self._plans:
                 await self._turn(plan, 0, None)
         for lane in lanes:
-            lane.plan.account(lane.kernel.pid, lane.cpu_start)
+            lane.plan.account(lane.slot.pid, lane.cpu_start)
         await self._each(lanes, _close)
 
     async def _run_fresh(self) -> None:
@@ -627,22 +625,22 @@ class _Bench:
         for r, plan in self._order():
             lanes = [lane for lane in plan.lanes if r < len(lane.runs)]
             for lane in lanes:
-                lane.held, lane.ahead = lane.ahead or self._launch(plan), None
+                lane.current, lane.ahead = lane.ahead or self._launch(plan), None
             for lane in lanes:
-                await lane.kernel.wait()
-                plan.pids.append(lane.kernel.pid)
+                await lane.slot.wait()
+                plan.pids.append(lane.slot.pid)
                 if self._launch_ahead and r + 1 < len(lane.runs):
                     lane.ahead = self._launch(plan)
             await self._each(lanes, self._warm_up)
             for lane in lanes:
-                lane.cpu_start = _cpu_seconds(lane.kernel.pid)
+                lane.cpu_start = _cpu_seconds(lane.slot.pid)
             await self._turn(plan, r, r + 1)
             for lane in lanes:
-                plan.account(lane.kernel.pid, lane.cpu_start)
+                plan.account(lane.slot.pid, lane.cpu_start)
             await self._each(lanes, _close)
 
     async def _warm_up(self, lane: _Lane) -> None:
-        kernel = await lane.kernel.wait()
+        kernel = await lane.slot.wait()
         for _ in range(self._warmup):
             if self._failures:
                 return
@@ -666,21 +664,21 @@ class _Bench:
         plan.client_cpu += time.process_time() - cpu
 
     async def _measure(self, lane: _Lane, index: int, job: Notebook | None) -> BenchSample:
-        held = lane.kernel
-        assert held.kernel is not None
+        slot = lane.slot
+        assert slot.kernel is not None
         seq = self._seq
         self._seq += 1
-        wall, kernel = await self._execute(lane.plan, held.kernel, job)
+        wall, kernel = await self._execute(lane.plan, slot.kernel, job)
         return BenchSample(
             variant=lane.plan.variant.name,
             seq=seq,
             index=index,
             lane=lane.index,
-            pid=held.pid,
+            pid=slot.pid,
             wall=wall,
             kernel=kernel,
             overhead=None if kernel is None else wall - kernel,
-            launch=held.launch_seconds if self._fresh else None,
+            launch=slot.launch_seconds if self._fresh else None,
         )
 
     async def _execute(
@@ -693,16 +691,14 @@ class _Bench:
             return time.perf_counter() - started, _notebook_kernel_seconds(job)
         code = plan.variant.code
         assert code is not None
-        messages: list[Message] = []
+        times = _KernelTimes()
         started = time.perf_counter()
-        await kernel.execute(
-            code, handlers=[messages.append], timeout=self._timeout, raise_on_error=True
-        )
-        return time.perf_counter() - started, _kernel_seconds(messages)
+        await kernel.execute(code, handlers=[times], timeout=self._timeout, raise_on_error=True)
+        return time.perf_counter() - started, times.seconds()
 
 
 async def _close(lane: _Lane) -> None:
-    await lane.kernel.close()
+    await lane.slot.close()
 
 
 def _variants(given: Sequence[VariantLike]) -> list[BenchVariant]:
@@ -778,7 +774,48 @@ async def bench(
     its code cells, as :func:`~sidecar.run_notebook` runs them), a
     :class:`BenchVariant`, or a mapping of names to code or paths.  Unnamed
     variants are named after their code's first line or the notebook's file
-    name.  The module documentation says what is measured and how.
+    name.
+
+    What is measured, per *run* (one execute of a code variant, or one pass
+    through a notebook variant's code cells):
+
+    - **wall**: client time, from just before the ``execute_request`` is
+      built and sent until the run is done (its ``execute_reply`` and its
+      ``status: idle`` both in), on :func:`time.perf_counter`.  For a
+      notebook, the whole :func:`~sidecar.run_notebook` call.
+    - **kernel**: the kernel's own time, on the kernel's clock, from the
+      reply's ``metadata.started`` (when the kernel began running the cell) to
+      the date of the ``status: idle`` that ends the request (of the
+      ``execute_reply`` if there is none).  It includes sending the reply and
+      the kernel's post-execute hooks; for a notebook, it is the sum over the
+      cells that ran.  Both ends are the kernel's timestamps, so clock offsets
+      between client and kernel do not matter.
+    - **overhead**: ``wall - kernel``: queueing, transport and the client's
+      own work.
+
+    Per variant, over all its runs: the client's CPU (:func:`time.process_time`,
+    every thread of this process, libzmq's included) during the variant's
+    turns; the kernels' CPU (``utime + stime`` from ``/proc``, Linux only, in
+    clock ticks of usually 10 ms, so meaningful over many runs); the kernels'
+    peak RSS (``VmHWM``, Linux only); runs per second over the variant's
+    turns.  The client's own peak RSS is process-wide, so it is reported once.
+
+    How runs are scheduled: each variant gets ``kernels`` kernels (lanes); its
+    runs are dealt out round-robin over them, each lane running its share one
+    after another and the lanes at once.  With ``interleave`` the variants
+    take turns, one run on every lane of one variant, then the next variant,
+    so background load lands on all of them alike; without it, each variant
+    runs all its runs before the next starts.  Kernels are launched ahead (all
+    before the first turn; with ``fresh``, a lane's next kernel while its
+    current run goes on) and warm-up runs happen before a turn, so neither is
+    inside a measurement; with ``fresh``, launch times are reported apart.
+
+    Caveats: with reused kernels, a kernel's CPU is counted from before its
+    first measured run to after its last, so with ``interleave`` it includes
+    the kernel idling through other variants' turns.  With ``fresh`` and
+    ``launch_ahead``, the first round's kernels launch all at once (their
+    launch times are inflated) and a turn's client CPU includes launching the
+    next kernels.  The p99 of fewer than 100 runs is close to the maximum.
 
     Args:
         n: measured runs per variant.
@@ -835,8 +872,11 @@ async def bench(
         )
         try:
             await runner.run()
-        except Exception:
-            await runner.close_all()
+        except BaseException:
+            # Cancelled or failed: shut every kernel down the ordinary way
+            # (shielded, or cancellation would cut the shutdowns short too).
+            with anyio.CancelScope(shield=True):
+                await runner.close_all()
             raise
     return BenchResult(
         variants=[plan.result() for plan in plans],

@@ -251,7 +251,8 @@ def _parser() -> argparse.ArgumentParser:
         help="time code or notebooks on kernels",
         description="Run each CODE (and each --notebook) N times on kernels of its own and "
         "print statistics of the client's and the kernel's time per run. "
-        "Exit status: 0 done, 1 the code raised, 2 bad usage, 130 interrupted, 143 terminated.",
+        "Exit status: 0 done, 1 the code raised, 2 bad usage or no kernel, 3 a run timed out, "
+        "130 interrupted, 143 terminated.",
     )
     timing.add_argument("code", nargs="*", help="code to time; - reads it from stdin")
     timing.add_argument(

@@ -258,3 +258,31 @@ def test_cli_failures() -> None:
     assert "needs code or --notebook" in done.stderr
     done = sidecar_cli("bench", "pass", "--name", "a", "--name", "b")
     assert done.returncode == 2
+
+
+def test_notebook_kernel_time_counts_cells_run_now_and_takes_naive_dates_as_utc() -> None:
+    from sidecar._bench import _notebook_kernel_seconds
+
+    def cell(started: str, idle: str) -> dict[str, object]:
+        timing = {"shell.execute_reply.started": started, "iopub.status.idle": idle}
+        return {
+            "cell_type": "code",
+            "metadata": {"execution": timing},
+            "source": "",
+            "outputs": [],
+            "execution_count": None,
+        }
+
+    def notebook(*cells: dict[str, object]) -> sidecar.Notebook:
+        document = {"nbformat": 4, "nbformat_minor": 4, "metadata": {}, "cells": list(cells)}
+        return sidecar.read_notebook(json.dumps(document).encode())
+
+    untimed = notebook(
+        {"cell_type": "code", "metadata": {}, "source": "", "outputs": [], "execution_count": None}
+    )
+    assert _notebook_kernel_seconds(untimed) is None
+    mixed = notebook(
+        cell("2026-01-01T00:00:00.000000Z", "2026-01-01T00:00:00.250000"),
+        cell("2026-01-01T00:00:01", "2026-01-01T00:00:01.500000+00:00"),
+    )
+    assert _notebook_kernel_seconds(mixed) == pytest.approx(0.75)
