@@ -134,7 +134,7 @@ def _is_collector(cls: type) -> bool:
     known = _COLLECTOR_TYPES.get(cls)
     if known is None:
         names = dir(cls)
-        known = any(n.startswith("on_") and callable(getattr(cls, n)) for n in names)
+        known = any(n.startswith("on_") and callable(getattr(cls, n, None)) for n in names)
         _COLLECTOR_TYPES[cls] = known
     return known
 
