@@ -795,6 +795,7 @@ async def launch(
     encrypt: bool = False,
     cwd: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
+    extra_arguments: Sequence[str] = (),
     startup_timeout: float = 60.0,
     shutdown_timeout: float = 5.0,
     heartbeat_interval: float | None = 2.0,
@@ -816,6 +817,8 @@ async def launch(
             encrypted (the kernel must support it).
         cwd: the kernel's working directory.
         env: variables added to the kernel's environment.
+        extra_arguments: appended to the kernelspec's command line (e.g.
+            ``["--HistoryManager.hist_file=:memory:"]`` for ipykernel).
         startup_timeout: seconds until the kernel must answer kernel_info.
         shutdown_timeout: seconds a kernel gets to exit before it is killed.
         heartbeat_interval: seconds between heartbeats; None for none.
@@ -834,7 +837,7 @@ async def launch(
         transport=transport,
         ip=ip,
         encrypt=encrypt,
-        process={"cwd": cwd, "env": env},
+        process={"cwd": cwd, "env": env, "extra_arguments": list(extra_arguments)},
         startup_timeout=startup_timeout,
         shutdown_timeout=shutdown_timeout,
         heartbeat_interval=heartbeat_interval,

@@ -25,7 +25,7 @@ import sys
 import tempfile
 import uuid
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Final, Literal, final
 
@@ -225,6 +225,7 @@ async def start_kernel_process(
     *,
     cwd: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
+    extra_arguments: Sequence[str] = (),
 ) -> KernelProcess:
     """Start the kernel of ``spec`` on ``files``; its output is drained in ``task_group``."""
     full_env = dict(os.environ)
@@ -232,7 +233,7 @@ async def start_kernel_process(
     if env:
         full_env.update(env)
     full_env["JPY_PARENT_PID"] = str(os.getpid())
-    argv = spec.command(str(files.connection_file))
+    argv = [*spec.command(str(files.connection_file)), *extra_arguments]
     process = await anyio.open_process(
         argv,
         stdin=subprocess.DEVNULL,

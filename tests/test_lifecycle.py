@@ -119,6 +119,15 @@ async def test_launch_answers_kernel_info_and_cleans_up() -> None:
     assert not connection_file.exists()
 
 
+async def test_extra_arguments_reach_the_kernel_command_line() -> None:
+    history = "--HistoryManager.hist_file=:memory:"
+    async with sidecar.launch("python3", extra_arguments=[history]) as kernel:
+        out: list[Message] = []
+        code = "print(get_ipython().history_manager.hist_file)"
+        await kernel.execute(code, handlers=[out.append])
+    assert _stdout(out).strip() == ":memory:"
+
+
 async def test_first_output_of_fresh_kernels_is_never_lost() -> None:
     """Right after start-up, iopub and stdin are live: the first print and the
     first input() of every fresh kernel arrive (slow joiners, issue 3)."""
