@@ -10,7 +10,6 @@ from ._bench import (
     bench as bench,
 )
 from ._client import (
-    Handler as Handler,
     Kernel as Kernel,
     StdinCallback as StdinCallback,
     connect as connect,
@@ -19,6 +18,8 @@ from ._client import (
 from ._comms import Comm as Comm, Comms as Comms, CommTarget as CommTarget
 from ._connection import Connection as Connection, Statistics as Statistics
 from ._exceptions import (
+    AuthenticationError as AuthenticationError,
+    CommRefused as CommRefused,
     ConnectionFileError as ConnectionFileError,
     ExecutionError as ExecutionError,
     HandlerError as HandlerError,
@@ -34,6 +35,7 @@ from ._exceptions import (
     SidecarError as SidecarError,
     WireError as WireError,
 )
+from ._handlers import Handler as Handler
 from ._kernelspec import (
     KernelSpec as KernelSpec,
     find_kernelspecs as find_kernelspecs,
@@ -65,8 +67,10 @@ from ._outputs import Outputs as Outputs, apply_stream_controls as apply_stream_
 from ._process import KernelProcess as KernelProcess
 from ._run import CellError as CellError, CellProgress as CellProgress, run_notebook as run_notebook
 from ._version import __version__ as __version__
+from ._widgets import Widgets as Widgets
 
 __all__ = [
+    "AuthenticationError",
     "BenchResult",
     "BenchSample",
     "BenchStats",
@@ -77,6 +81,7 @@ __all__ = [
     "CellProgress",
     "CodeCell",
     "Comm",
+    "CommRefused",
     "CommTarget",
     "Comms",
     "Connection",
@@ -110,6 +115,7 @@ __all__ = [
     "StdinCallback",
     "StreamOutput",
     "VariantLike",
+    "Widgets",
     "WireError",
     "__version__",
     "apply_stream_controls",

@@ -326,6 +326,9 @@ class _KernelTimes:
         self.replied: datetime | None = None
         self.end: datetime | None = None
 
+    def __call__(self, message: Message) -> None:
+        """Every other message: not needed."""
+
     def on_execute_reply(self, message: Message) -> None:
         value = message.metadata.get("started")
         if isinstance(value, str):

@@ -5,32 +5,24 @@ both send ``comm_msg`` until one sends ``comm_close``.  Every kernel has one
 :class:`Comms` registry (``kernel.comms``) that sees every comm message,
 whether it was caused by one of our requests or arrived on its own, routes it
 by ``comm_id`` to its :class:`Comm`, and calls the target callbacks
-registered for comms the kernel opens.
+registered for comms the kernel opens.  ``data`` is any JSON value: the spec
+says an object, but kernels send what their code gave them.
 
-It also keeps the state of ipywidgets models the way nbclient does (each
-``comm_msg``/``comm_open`` carrying ``data.state`` updates the model's
-state), so a notebook run can save ``metadata.widgets``, and it plays the
-frontend's part for ``Output`` widgets: while one captures (``with out:`` in
-the kernel sets its ``msg_id``), the outputs of that request go into the
-widget's ``outputs`` state, synced back to the kernel, instead of the cell.
+The ipywidgets side of comms (widget state, Output capture) is ``_widgets``.
 """
 
 from __future__ import annotations
 
-import base64
-import inspect
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final, final
+from typing import Any, Literal, Protocol, final
 
-from ._outputs import Outputs
+from ._exceptions import CommRefused
+from ._handlers import Handler, invoke
 from .wire import CommClose, CommMsg, CommOpen, Message
 
-if TYPE_CHECKING:
-    from ._client import Kernel
-
-__all__ = ["Comm", "CommTarget", "Comms", "OutputWidget"]
+__all__ = ["Comm", "CommTarget", "Comms"]
 
 log = logging.getLogger("sidecar.comms")
 
@@ -40,21 +32,40 @@ CommTarget = Callable[["Comm", Message], "Awaitable[None] | None"]
 MessageCallback = Callable[[Message], "Awaitable[None] | None"]
 
 
-async def _call(fn: Callable[..., Any], *args: Any) -> None:
-    try:
-        result = fn(*args)
-        if inspect.isawaitable(result):
-            await result
-    except Exception:
-        log.exception("comm callback %r raised", fn)
+class _Kernel(Protocol):
+    """What comms need of a kernel: sending comm messages and awaiting a request."""
+
+    async def send_comm(
+        self,
+        msg_type: Literal["comm_open", "comm_msg", "comm_close"],
+        content: Any,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        buffers: Sequence[bytes] = (),
+    ) -> Message: ...
+
+    async def request(
+        self,
+        channel: Literal["shell", "control"],
+        msg_type: str,
+        content: Any = None,
+        *,
+        handlers: Sequence[Handler] = (),
+        timeout: float | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        buffers: Sequence[bytes] = (),
+    ) -> Any: ...
 
 
 @final
 class Comm:
     """One comm.  Made by :meth:`Comms.open` or when the kernel opens one."""
 
-    def __init__(self, kernel: Kernel, comm_id: str, target_name: str) -> None:
+    def __init__(
+        self, kernel: _Kernel, comm_id: str, target_name: str, registry: dict[str, Comm]
+    ) -> None:
         self.kernel = kernel
+        self._registry = registry
         self.comm_id = comm_id
         self.target_name = target_name
         self.closed = False
@@ -67,87 +78,48 @@ class Comm:
 
     async def send(
         self,
-        data: Mapping[str, Any],
+        data: Any,
         *,
         metadata: Mapping[str, Any] | None = None,
         buffers: Sequence[bytes] = (),
     ) -> Message:
-        """Send ``comm_msg`` to the kernel side of this comm."""
+        """Send ``comm_msg`` with ``data`` (any JSON value) to the kernel side of this comm.
+
+        Raises:
+            RuntimeError: the comm is closed.
+        """
         if self.closed:
             raise RuntimeError(f"comm {self.comm_id} is closed")
-        content = CommMsg(comm_id=self.comm_id, data=dict(data))
+        content = CommMsg(comm_id=self.comm_id, data=data)
         return await self.kernel.send_comm("comm_msg", content, metadata=metadata, buffers=buffers)
 
-    async def close(self, data: Mapping[str, Any] | None = None) -> None:
+    async def close(self, data: Any = None) -> None:
         """Send ``comm_close`` and forget this comm."""
         if self.closed:
             return
         self.closed = True
-        self.kernel.comms._comms.pop(self.comm_id, None)
-        content = CommClose(comm_id=self.comm_id, data=dict(data or {}))
+        self._registry.pop(self.comm_id, None)
+        content = CommClose(comm_id=self.comm_id, data={} if data is None else data)
         await self.kernel.send_comm("comm_close", content)
 
     async def _receive(self, message: Message) -> None:
         self.messages.append(message)
         for listener in self._listeners:
-            await _call(listener, message)
+            await invoke(listener, message)
 
     def __repr__(self) -> str:
         state = " closed" if self.closed else ""
         return f"<Comm {self.target_name!r} {self.comm_id}{state}>"
 
 
-_OUTPUT_MODEL: Final = ("@jupyter-widgets/output", "OutputModel")
-
-
-@final
-class OutputWidget:
-    """The frontend side of an ipywidgets ``Output`` widget: collects what it captures."""
-
-    def __init__(self, comms: Comms, comm_id: str) -> None:
-        self._comms = comms
-        self.comm_id = comm_id
-        self.collector = Outputs()
-        self.msg_id = ""
-
-    @property
-    def outputs(self) -> list[dict[str, Any]]:
-        return self.collector.outputs
-
-    async def capture(self, message: Message) -> None:
-        """Take an output (or clear_output) meant for the cell."""
-        method = getattr(self.collector, f"on_{message.msg_type}", None)
-        if method is None:
-            return
-        method(message)
-        self._comms.widget_state.setdefault(self.comm_id, {})["outputs"] = self.outputs
-        comm = self._comms._comms.get(self.comm_id)
-        if comm is not None and not comm.closed:
-            # The kernel-side model learns its outputs, as from a frontend.
-            await comm.send(
-                {"method": "update", "state": {"outputs": self.outputs}, "buffer_paths": []}
-            )
-
-
 @final
 class Comms:
-    """The comms of one kernel, its comm targets, and ipywidgets state."""
+    """The comms of one kernel, and its comm targets."""
 
-    def __init__(self, kernel: Kernel) -> None:
+    def __init__(self, kernel: _Kernel) -> None:
         self._kernel = kernel
         self._comms: dict[str, Comm] = {}
         self._targets: dict[str, CommTarget] = {}
-        self.widget_state: dict[str, dict[str, Any]] = {}
-        self.widget_buffers: dict[str, dict[tuple[str, ...], dict[str, Any]]] = {}
-        self._output_widgets: dict[str, OutputWidget] = {}
-        self._capturing: dict[str, list[OutputWidget]] = {}
-
-    def capturing(self, msg_id: str | None) -> OutputWidget | None:
-        """The Output widget capturing the outputs of request ``msg_id``, if any."""
-        if msg_id is None:
-            return None
-        stack = self._capturing.get(msg_id)
-        return stack[-1] if stack else None
 
     def __getitem__(self, comm_id: str) -> Comm:
         return self._comms[comm_id]
@@ -165,31 +137,66 @@ class Comms:
     async def open(
         self,
         target_name: str,
-        data: Mapping[str, Any] | None = None,
+        data: Any = None,
         *,
         metadata: Mapping[str, Any] | None = None,
         buffers: Sequence[bytes] = (),
+        on_msg: MessageCallback | None = None,
+        handlers: Sequence[Handler] = (),
+        timeout: float | None = None,
     ) -> Comm:
-        """Open a comm to ``target_name`` in the kernel."""
-        comm = Comm(self._kernel, uuid.uuid4().hex, target_name)
+        """Open a comm to ``target_name`` in the kernel, once the kernel has handled it.
+
+        Waits until the kernel went idle after the ``comm_open``, so that a
+        target that does not exist is known: ipykernel answers with
+        ``comm_close``.  Messages the target sends back meanwhile reach
+        ``on_msg`` and ``handlers``.
+
+        Raises:
+            CommRefused: the kernel closed the comm while opening it (no
+                such target, or the target raised).
+            KernelDied, KernelRestarted: the kernel went away meanwhile.
+            TimeoutError: ``timeout`` expired.
+        """
+        comm = Comm(self._kernel, uuid.uuid4().hex, target_name, self._comms)
+        if on_msg is not None:
+            comm.on_msg(on_msg)
         self._comms[comm.comm_id] = comm
-        content = CommOpen(comm_id=comm.comm_id, target_name=target_name, data=dict(data or {}))
-        await self._kernel.send_comm("comm_open", content, metadata=metadata, buffers=buffers)
+        content = CommOpen(
+            comm_id=comm.comm_id, target_name=target_name, data={} if data is None else data
+        )
+        try:
+            await self._kernel.request(
+                "shell",
+                "comm_open",
+                content,
+                metadata=metadata,
+                buffers=buffers,
+                handlers=handlers,
+                timeout=timeout,
+            )
+        except BaseException:
+            self._comms.pop(comm.comm_id, None)
+            raise
+        if comm.closed:
+            raise CommRefused(target_name)
         return comm
 
     async def dispatch(self, message: Message) -> None:
-        """Route a comm message from the kernel (the Kernel calls this for all of them)."""
+        """Route a comm message from the kernel (the Kernel calls this for all of them).
+
+        Raises:
+            MalformedMessage: its content is malformed.
+        """
         content = message.content
         if not isinstance(content, CommOpen | CommMsg | CommClose):
             return
-        self._update_widget_state(message, content)
-        self._track_output_widget(content)
         if isinstance(content, CommOpen):
-            opened = Comm(self._kernel, content.comm_id, content.target_name)
+            opened = Comm(self._kernel, content.comm_id, content.target_name, self._comms)
             self._comms[opened.comm_id] = opened
             target = self._targets.get(content.target_name)
             if target is not None:
-                await _call(target, opened, message)
+                await invoke(target, opened, message)
             else:
                 log.debug("no comm target %r registered", content.target_name)
             return
@@ -201,76 +208,3 @@ class Comms:
             comm.closed = True
             del self._comms[comm.comm_id]
         await comm._receive(message)
-
-    def _track_output_widget(self, content: CommOpen | CommMsg | CommClose) -> None:
-        comm_id = content.comm_id
-        state = content.data.get("state")
-        model = (
-            (state.get("_model_module"), state.get("_model_name"))
-            if isinstance(state, dict)
-            else None
-        )
-        if isinstance(content, CommOpen) and model == _OUTPUT_MODEL:
-            self._output_widgets[comm_id] = OutputWidget(self, comm_id)
-        widget = self._output_widgets.get(comm_id)
-        if widget is None:
-            return
-        if isinstance(content, CommClose):
-            del self._output_widgets[comm_id]
-            self._stop_capture(widget)
-            return
-        if isinstance(state, dict) and "msg_id" in state:
-            self._stop_capture(widget)
-            widget.msg_id = state["msg_id"] or ""
-            if widget.msg_id:
-                self._capturing.setdefault(widget.msg_id, []).append(widget)
-
-    def _stop_capture(self, widget: OutputWidget) -> None:
-        stack = self._capturing.get(widget.msg_id)
-        if stack and widget in stack:
-            stack.remove(widget)
-            if not stack:
-                del self._capturing[widget.msg_id]
-
-    def _update_widget_state(
-        self, message: Message, content: CommOpen | CommMsg | CommClose
-    ) -> None:
-        state = content.data.get("state")
-        if not isinstance(state, dict):
-            return
-        self.widget_state.setdefault(content.comm_id, {}).update(state)
-        paths = content.data.get("buffer_paths")
-        if paths:
-            known = self.widget_buffers.setdefault(content.comm_id, {})
-            for path, buffer in zip(paths, message.buffers, strict=False):
-                known[tuple(path)] = {
-                    "data": base64.b64encode(bytes(buffer)).decode("ascii"),
-                    "encoding": "base64",
-                    "path": path,
-                }
-
-    def widgets_metadata(self) -> dict[str, Any] | None:
-        """``metadata.widgets`` of a notebook, as nbclient saves it; None if no widgets."""
-        models = {
-            comm_id: {
-                "model_name": state.get("_model_name"),
-                "model_module": state.get("_model_module"),
-                "model_module_version": state.get("_model_module_version"),
-                "state": state,
-            }
-            for comm_id, state in self.widget_state.items()
-            if "_model_name" in state
-        }
-        if not models:
-            return None
-        for comm_id, model in models.items():
-            buffers = self.widget_buffers.get(comm_id)
-            if buffers:
-                model["buffers"] = list(buffers.values())
-        return {
-            "application/vnd.jupyter.widget-state+json": {
-                "state": models,
-                "version_major": 2,
-                "version_minor": 0,
-            }
-        }

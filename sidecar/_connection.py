@@ -64,11 +64,19 @@ class Statistics(msgspec.Struct, frozen=True, kw_only=True):
     """Counters of one connection, for :meth:`Connection.statistics`."""
 
     received: int
+    """Messages received on every channel, valid or not."""
     routed: int
+    """Messages delivered to the request that caused them."""
     unsolicited: int
+    """Messages no request waited for (other clients', late output, comms)."""
     dropped_invalid: int
+    """Frames dropped at ingress: bad signature, replayed, not a Jupyter message."""
+    dropped_malformed: int
+    """Authentic messages dropped because their content was malformed."""
     dropped_unobserved: int
+    """Unsolicited messages no observer took (none, or one that fell behind)."""
     waiting: int
+    """Requests waiting for messages now."""
 
 
 @final
@@ -168,6 +176,7 @@ class Connection:
         self._routed = 0
         self._unsolicited = 0
         self._dropped_invalid = 0
+        self._dropped_malformed = 0
         self._dropped_unobserved = 0
 
     # -- state -----------------------------------------------------------------
@@ -189,9 +198,16 @@ class Connection:
             routed=self._routed,
             unsolicited=self._unsolicited,
             dropped_invalid=self._dropped_invalid,
+            dropped_malformed=self._dropped_malformed,
             dropped_unobserved=self._dropped_unobserved,
             waiting=len(self._routes),
         )
+
+    def drop_malformed(self, channel: Channel, message: Message, error: Exception) -> None:
+        """Count and log an authentic message that could not be used: what the kernel
+        sends never escapes a receive loop or a routing task."""
+        self._dropped_malformed += 1
+        log.warning("dropped a malformed %s on %s: %s", message.msg_type, channel, error)
 
     def fail(self, error: BaseException) -> None:
         """Mark the kernel unusable: every waiting and later request raises ``error``."""
@@ -283,8 +299,11 @@ class Connection:
             if channel == "iopub":
                 self._on_iopub(message)
             self._deliver(channel, message)
-        except Exception:  # a bug here must not kill the receive loop
+        except WireError as e:
+            self.drop_malformed(channel, message, e)
+        except Exception as e:  # a bug here must not kill the receive loop
             log.exception("error while routing %s on %s", message.msg_type, channel)
+            self.drop_malformed(channel, message, e)
 
     def _check_kernel_session(self, channel: Channel, message: Message) -> None:
         session = message.header.session

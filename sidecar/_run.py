@@ -190,7 +190,7 @@ async def run_notebook(
     finally:
         for recorder in recorders:
             recorder.cell.outputs = outputs_from_dicts(recorder.outputs.outputs)
-        widgets = kernel.comms.widgets_metadata()
+        widgets = kernel.widgets.metadata()
         if widgets is not None:
             notebook.metadata["widgets"] = widgets
     return notebook
