@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, AsyncExitStack, asynccontextmanager, nullcontext
@@ -861,7 +860,7 @@ _PORT_IN_USE: Final = ("Address already in use", "EADDRINUSE")
 async def launch(
     kernel_name: str = "python3",
     *,
-    transport: Literal["ipc", "tcp"] | None = None,
+    transport: Literal["ipc", "tcp"] = "tcp",
     ip: str = "127.0.0.1",
     encrypt: bool = False,
     cwd: str | os.PathLike[str] | None = None,
@@ -882,8 +881,11 @@ async def launch(
 
     Args:
         kernel_name: the kernelspec's name.
-        transport: ``"ipc"`` (the default on POSIX: no port race, nothing
-            reachable from the network) or ``"tcp"`` on ``ip``.
+        transport: ``"tcp"`` on ``ip`` (the default: every kernel that
+            jupyter_client can start supports it), or ``"ipc"``: Unix domain
+            sockets in a private directory, with no port race and nothing
+            reachable from the network, for kernels that support it
+            (ipykernel does; xeus-python does not).
         encrypt: for TCP, give the kernel a CurveZMQ keypair so its traffic is
             encrypted (the kernel must support it).
         cwd: the kernel's working directory.
@@ -902,8 +904,6 @@ async def launch(
             error carries the tail of its output).
     """
     spec = get_kernelspec(kernel_name)
-    if transport is None:
-        transport = "tcp" if sys.platform == "win32" else "ipc"
     options = _LaunchOptions(
         transport=transport,
         ip=ip,

@@ -307,6 +307,10 @@ class Connection:
 
     def _check_kernel_session(self, channel: Channel, message: Message) -> None:
         session = message.header.session
+        if not session:
+            # Some kernels send messages without a session (xeus-python's
+            # iopub_welcome): they say nothing about restarts.
+            return
         known = self._kernel_session
         if known is None:
             self._kernel_session = session

@@ -112,7 +112,7 @@ async def test_launch_answers_kernel_info_and_cleans_up() -> None:
         assert files is not None
         connection_file = files.connection_file
         assert stat.S_IMODE(connection_file.stat().st_mode) == 0o600
-        assert json.loads(connection_file.read_text())["transport"] == "ipc"
+        assert json.loads(connection_file.read_text())["transport"] == "tcp"
         reply = await kernel.kernel_info()
         assert isinstance(reply, KernelInfoReply)
     assert not _alive(pid)
