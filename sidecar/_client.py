@@ -19,7 +19,13 @@ import logging
 import os
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import AbstractContextManager, AsyncExitStack, asynccontextmanager, nullcontext
+from contextlib import (
+    AbstractContextManager,
+    AsyncExitStack,
+    asynccontextmanager,
+    nullcontext,
+    suppress,
+)
 from typing import Any, Final, Literal, TypeAlias, final
 
 import anyio
@@ -31,9 +37,11 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from ._comms import Comms
 from ._connection import Channel, Connection, Inbox, open_connection
 from ._exceptions import (
+    AuthenticationError,
     ExecutionError,
     HandlerError,
     KernelDied,
+    KernelError,
     KernelRestarted,
     KernelStartError,
     NoReply,
@@ -41,6 +49,7 @@ from ._exceptions import (
 )
 from ._handlers import Handler, HeldHandler, deliver, hold, notify_done
 from ._kernelspec import KernelSpec, get_kernelspec
+from ._lifecycle import Event, State
 from ._process import KernelFiles, KernelProcess, make_kernel_files, start_kernel_process
 from ._request import RequestState, reply_type_of
 from ._util import open_task_group
@@ -138,7 +147,7 @@ class Kernel:
         self._late: OrderedDict[str, list[HeldHandler]] = OrderedDict()
         self.comms: Final = Comms(self)
         self.widgets: Final = Widgets(self._send_widget_update)
-        self._restarting = False
+        self._watching: anyio.CancelScope | None = None
 
     # -- properties ------------------------------------------------------------
 
@@ -258,6 +267,8 @@ class Kernel:
     ) -> Message | None:
         """:meth:`request`, returning the reply message (None for a request without reply)."""
         conn = self._conn
+        if conn.state is not State.READY:
+            await conn.wait_usable()
         if self.handlers:
             handlers = [*self.handlers, *handlers]
         kwargs: dict[str, Any] = {} if subshell_id is None else {"subshell_id": subshell_id}
@@ -739,51 +750,75 @@ class Kernel:
 
     # -- lifecycle -----------------------------------------------------------------------
 
+    @property
+    def state(self) -> str:
+        """The kernel's lifecycle state: ``starting``, ``ready``, ``restarting``,
+        ``lost`` (a kernel we do not own stopped answering; it is served again
+        once it answers), ``dead`` or ``closed``."""
+        return self._conn.state.value
+
     async def _wait_ready(self, timeout: float) -> None:
         with anyio.fail_after(timeout):
             reply = (await self._conn.wait_ready()).content
         if isinstance(reply, KernelInfoReply):
             self.info = reply
+        self._conn.handle(Event.READY)
+
+    def _watch(self, process: KernelProcess) -> None:
+        """Watch ``process`` for exit; a restart stops watching the process it replaces."""
+        if self._watching is not None:
+            self._watching.cancel()
+        self._watching = scope = anyio.CancelScope()
+        self._tg.start_soon(_watch_process, self._conn, process, scope)
 
     async def restart(self, *, timeout: float = 60.0) -> None:
         """Restart the kernel: a fresh process on the same connection.
 
         Requests waiting at that moment fail with
-        :class:`~sidecar.KernelRestarted`.  For a kernel sidecar did not launch,
+        :class:`~sidecar.KernelRestarted`; requests made while it restarts
+        wait for the new kernel.  A kernel sidecar launched gets a new
+        process, even after it died.  For a kernel sidecar did not launch,
         this asks the kernel to restart itself (``shutdown_request`` with
         ``restart=True``) and waits for it to answer again.
+
+        Raises:
+            KernelStartError: the new kernel exited or did not answer within
+                ``timeout`` (the kernel is then dead, or lost if not ours).
         """
         conn = self._conn
         process = self.process
         if process is None:
-            with anyio.move_on_after(5.0):
+            with anyio.move_on_after(5.0), suppress(KernelError):
                 await self.shutdown(restart=True)
-            conn.fail_waiting(KernelRestarted("the kernel is restarting"))
-            await self._wait_ready(timeout)
-            return
-        spec, files = self.spec, self._files
-        assert spec is not None
-        assert files is not None
-        self._restarting = True
-        try:
-            with anyio.move_on_after(2.5):
+            conn.handle(Event.RESTART_BEGUN, "the kernel is restarting")
+        else:
+            spec, files = self.spec, self._files
+            assert spec is not None
+            assert files is not None
+            # The old process is going: its exit says nothing any more.
+            if self._watching is not None:
+                self._watching.cancel()
+            with anyio.move_on_after(2.5), suppress(KernelError):
                 await self.shutdown(restart=True, timeout=None)
+                await process.wait()
+            conn.handle(Event.RESTART_BEGUN, "the kernel was restarted")
             await process.stop()
-            conn.fail(KernelRestarted("the kernel was restarted"))
-            conn.revive()
             conn.watch_handshakes()
             self.process = await _start_process(spec, files, self._tg, self._start_options)
-            self._tg.start_soon(_watch_process, self, self.process)
-            await self._wait_ready(timeout)
-        finally:
-            self._restarting = False
+            self._watch(self.process)
+        try:
+            await _ready_or_died(self, timeout, "restart")
+        except BaseException:
+            conn.handle(Event.RESTART_FAILED, "the restarted kernel did not come up")
+            raise
 
 
-async def _watch_process(kernel: Kernel, process: KernelProcess) -> None:
-    code = await process.wait()
-    if process.stopping or kernel._restarting:
-        return
-    kernel._conn.fail(KernelDied("the kernel process exited", exit_code=code))
+async def _watch_process(
+    conn: Connection, process: KernelProcess, scope: anyio.CancelScope
+) -> None:
+    with scope:
+        code = await process.wait()
+        conn.handle(Event.PROCESS_EXITED, "the kernel process exited", exit_code=code)
 
 
 async def _start_process(
@@ -795,13 +830,20 @@ async def _start_process(
         raise KernelStartError(f"cannot start kernel {spec.name!r} ({spec.argv[0]}): {e}") from e
 
 
-async def _ready_or_died(kernel: Kernel, timeout: float) -> None:
-    """Wait until the kernel is ready; for a launched one, explain a failure."""
+async def _ready_or_died(kernel: Kernel, timeout: float, source: str) -> None:
+    """Wait until the kernel is ready; if it is not, say why in the error.
+
+    ``source`` names where the connection came from (a connection file).
+    """
     try:
         await kernel._wait_ready(timeout)
+    except AuthenticationError as e:
+        raise AuthenticationError(f"{source}: {e}") from None
     except (KernelDied, TimeoutError) as e:
         process = kernel.process
         if process is None:
+            if isinstance(e, TimeoutError):
+                raise TimeoutError(_no_answer(kernel._conn, timeout, source)) from None
             raise
         with anyio.CancelScope(shield=True):
             with anyio.move_on_after(0.5):
@@ -815,6 +857,21 @@ async def _ready_or_died(kernel: Kernel, timeout: float) -> None:
         raise KernelStartError(
             reason, exit_code=process.returncode, stderr=process.log_tail()
         ) from e
+
+
+def _no_answer(conn: Connection, timeout: float, source: str) -> str:
+    """Why connecting timed out, from what was seen meanwhile."""
+    if conn.heartbeat_answered:
+        return (
+            f"{source}: the kernel answers its heartbeat but not kernel_info_request "
+            f"on {conn.info.endpoint('shell')} within {timeout} s"
+        )
+    if conn.statistics().received:
+        return f"{source}: the kernel did not answer kernel_info_request within {timeout} s"
+    return (
+        f"{source}: no kernel answered within {timeout} s "
+        f"(nothing at {conn.info.endpoint('shell')}): is the kernel running?"
+    )
 
 
 @asynccontextmanager
@@ -832,14 +889,23 @@ async def connect(
     sockets and leaves the kernel running: call :meth:`Kernel.shutdown` to
     stop it.
 
+    A kernel we connect to is not ours: when it stops answering heartbeats
+    (its manager restarts it, it is paused), waiting requests fail with
+    :class:`~sidecar.KernelDied` and new ones fail at once until it answers
+    again; then it is served again, whether it is the same process or a new
+    one (see :attr:`Kernel.state`).
+
     Raises:
         ConnectionFileError: the file is missing or invalid.
-        TimeoutError: the kernel did not answer within ``ready_timeout``.
+        AuthenticationError: the kernel signs with another key (in seconds).
+        TimeoutError: the kernel did not answer within ``ready_timeout``; the
+            message says what did answer (nothing, only the heartbeat...).
         KernelDied: its heartbeat stopped while connecting.
     """
-    info = (
-        connection if isinstance(connection, ConnectionInfo) else read_connection_file(connection)
-    )
+    if isinstance(connection, ConnectionInfo):
+        info, source = connection, "the connection info given"
+    else:
+        info, source = read_connection_file(connection), os.fspath(connection)
     async with (
         open_connection(info, heartbeat_interval=heartbeat_interval, context=context) as conn,
         open_task_group() as tg,
@@ -847,7 +913,7 @@ async def connect(
         kernel = Kernel(conn, tg, interrupt_mode=interrupt_mode)
         tg.start_soon(kernel._route_late)
         try:
-            await _ready_or_died(kernel, ready_timeout)
+            await _ready_or_died(kernel, ready_timeout, source)
             yield kernel
         finally:
             tg.cancel_scope.cancel()
@@ -953,6 +1019,7 @@ async def _launch_once(spec: KernelSpec, options: _LaunchOptions) -> AsyncIterat
                     files.info,
                     heartbeat_interval=options.heartbeat_interval,
                     context=options.context,
+                    owned=True,
                 ) as conn:
                     kernel = Kernel(
                         conn,
@@ -963,9 +1030,9 @@ async def _launch_once(spec: KernelSpec, options: _LaunchOptions) -> AsyncIterat
                         files=files,
                         start_options=options.process,
                     )
-                    tg.start_soon(_watch_process, kernel, process)
+                    kernel._watch(process)
                     tg.start_soon(kernel._route_late)
-                    await _ready_or_died(kernel, options.startup_timeout)
+                    await _ready_or_died(kernel, options.startup_timeout, spec.name)
                     try:
                         yield kernel
                     finally:
@@ -988,7 +1055,6 @@ async def _shutdown(kernel: Kernel, timeout: float) -> None:
     with anyio.CancelScope(shield=True), anyio.move_on_after(timeout / 2):
         try:
             await kernel.shutdown(timeout=None)
-        except (KernelDied, KernelRestarted):
+        except KernelError:
             return
-        process.stopping = True
         await process.wait()

@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 import zmq
 
+from sidecar import WireError
 from sidecar._zmq import AsyncSocket
 from sidecar.wire import (
     ConnectionInfo,
@@ -54,7 +55,9 @@ class RogueKernel:
         self.iopub = self._bind(zmq.XPUB, "iopub")
         self.control = self._bind(zmq.ROUTER, "control")
         self.stdin = self._bind(zmq.ROUTER, "stdin")
-        self.hb = self._bind(zmq.REP, "hb")
+        self.hb = self._bind(zmq.ROUTER, "hb")
+        self.heartbeat_paused = False
+        """While set, pings go unanswered (a paused or rebinding kernel)."""
         send, receive = anyio.create_memory_object_stream[tuple[bytes, Message]](1000)
         self._requests_in = send
         self.requests = receive
@@ -93,7 +96,11 @@ class RogueKernel:
         while True:
             frames = await self.shell.recv_multipart()
             identity = frames[0]
-            request = self.session.deserialize(frames)
+            try:
+                request = self.session.deserialize(frames)
+            except WireError:
+                continue  # as a kernel does: drop it, say nothing
+
             if request.msg_type != "kernel_info_request":
                 self._requests_in.send_nowait((identity, request))
                 continue
@@ -109,8 +116,16 @@ class RogueKernel:
             await self.status("idle", request)
 
     async def _serve_heartbeat(self) -> None:
+        # A ROUTER echoing what comes in (as ipykernel's heartbeat does) can
+        # leave a ping unanswered, which a REP socket cannot.
         while True:
-            await self.hb.send(await self.hb.recv_multipart())
+            ping = await self.hb.recv_multipart()
+            if not self.heartbeat_paused:
+                await self.hb.send(ping)
+
+    def new_session(self) -> None:
+        """Sign as a new kernel process would: a new session id, same key."""
+        self.session = Session(self.session.signer.key)
 
     async def _serve_subscriptions(self) -> None:
         while True:

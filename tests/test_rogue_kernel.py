@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import msgspec
 import pytest
 from rogue_kernel import RogueKernel, rogue_kernel
 
@@ -187,3 +188,76 @@ async def test_comm_msg_data_of_any_json_type_reaches_the_comm(tmp_path: Path) -
                 )
         assert got == ["text", 3, None, [1, {"a": 2}]]
         assert not comm.closed
+
+
+async def _wait_state(kernel: sidecar.Kernel, state: str) -> None:
+    with anyio.fail_after(10):
+        while kernel.state != state:
+            await anyio.sleep(0.02)
+
+
+@pytest.mark.parametrize(
+    ("status", "error"), [("restarting", sidecar.KernelRestarted), ("dead", sidecar.KernelDied)]
+)
+async def test_a_managers_restarting_or_dead_status_fails_waiting_requests_then_recovers(
+    tmp_path: Path, status: str, error: type[Exception]
+) -> None:
+    """Enterprise Gateway publishes these for a kernel it restarts (OOM):
+    the waiting execute fails at once instead of hanging, new requests fail
+    until the new kernel speaks, then it is served."""
+    async with rogue_kernel(tmp_path) as rogue, sidecar.connect(rogue.info) as kernel:
+        failures: list[BaseException] = []
+
+        async def waiting() -> None:
+            try:
+                await kernel.execute("long")
+            except (sidecar.KernelDied, sidecar.KernelRestarted) as e:
+                failures.append(e)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiting)
+            _identity, request = await rogue.next_request()
+            await rogue.status("busy", request)
+            await rogue.status(status)
+        assert len(failures) == 1
+        assert isinstance(failures[0], error)
+        assert kernel.state == "lost"
+        with anyio.fail_after(1), pytest.raises(error):
+            await kernel.execute("now")
+        # The new kernel process speaks: channels are proven again, then served.
+        rogue.new_session()
+        await rogue.status("starting")
+        await _wait_state(kernel, "ready")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_answer_execute, rogue)
+            with anyio.fail_after(5):
+                assert isinstance(await kernel.execute("again"), ExecuteReply)
+
+
+async def test_a_heartbeat_lost_and_back_is_lost_then_served(tmp_path: Path) -> None:
+    """A kernel we do not own that stops answering (paused, rebinding) is lost,
+    not dead: requests fail fast while it is, and it is served once it answers."""
+    async with (
+        rogue_kernel(tmp_path) as rogue,
+        sidecar.connect(rogue.info, heartbeat_interval=0.2) as kernel,
+    ):
+        rogue.heartbeat_paused = True
+        await _wait_state(kernel, "lost")
+        with anyio.fail_after(1), pytest.raises(sidecar.KernelDied, match="no heartbeat"):
+            await kernel.execute("while lost")
+        rogue.heartbeat_paused = False
+        await _wait_state(kernel, "ready")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_answer_execute, rogue)
+            with anyio.fail_after(5):
+                assert isinstance(await kernel.execute("back"), ExecuteReply)
+
+
+async def test_a_kernel_that_never_signs_with_our_key_is_an_authentication_error(
+    tmp_path: Path,
+) -> None:
+    async with rogue_kernel(tmp_path, key="the-kernels-key") as rogue:
+        wrong = msgspec.structs.replace(rogue.info, key="our-key")
+        with anyio.fail_after(5), pytest.raises(sidecar.AuthenticationError, match="key"):
+            async with sidecar.connect(wrong):
+                pass
