@@ -20,10 +20,10 @@ from typing import Any, Final, Literal, TextIO, final
 import anyio
 import msgspec
 
-from ._client import launch
 from ._exceptions import KernelError, SidecarError
 from ._notebook import NotebookError, read_notebook, save_notebook
 from ._run import CellError, CellProgress, run_notebook
+from .client._kernel import launch
 
 __all__ = ["NotebookResult", "Progress", "run_files"]
 

@@ -21,11 +21,11 @@ import anyio.abc
 import msgspec
 import sniffio
 
-from ._client import Kernel, launch
-from ._kernelspec import get_kernelspec
 from ._notebook import Notebook, NotebookError, read_notebook
 from ._run import run_notebook
-from ._util import open_task_group
+from ._task_groups import open_task_group
+from .client._kernel import Kernel, launch
+from .kernel._kernelspec import get_kernelspec
 from .wire import Message
 
 __all__ = [

@@ -23,11 +23,11 @@ import msgspec
 
 from ._batch import Progress, parse_parameter, run_files, summary_table
 from ._bench import BenchVariant, VariantLike, bench
-from ._client import launch
 from ._exceptions import ExecutionError, SidecarError
-from ._kernelspec import find_kernelspecs, get_kernelspec
 from ._notebook import CodeCell, outputs_to_dicts, read_notebook
-from ._util import open_task_group
+from ._task_groups import open_task_group
+from .client._kernel import launch
+from .kernel._kernelspec import find_kernelspecs, get_kernelspec
 from .wire import ErrorReply, Message
 
 log = logging.getLogger("sidecar.cli")

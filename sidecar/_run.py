@@ -21,10 +21,10 @@ from typing import Any, Final, final
 
 import msgspec
 
-from ._client import Kernel
 from ._exceptions import ExecutionError
 from ._notebook import CodeCell, Notebook, new_code_cell, outputs_from_dicts
 from ._outputs import Outputs
+from .client._kernel import Kernel
 from .wire import ErrorReply, Message
 
 __all__ = ["CellError", "CellProgress", "parameters_source", "run_notebook"]

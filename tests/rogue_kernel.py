@@ -20,7 +20,7 @@ import anyio
 import zmq
 
 from sidecar import WireError
-from sidecar._zmq import AsyncSocket
+from sidecar.transport._socket import AsyncSocket
 from sidecar.wire import (
     ConnectionInfo,
     IopubWelcome,

@@ -19,11 +19,11 @@ import pytest
 import zmq
 
 import sidecar
-from sidecar._client import Kernel
-from sidecar._connection import Connection, Inbox, open_connection
-from sidecar._kernelspec import find_kernelspecs, get_kernelspec
-from sidecar._lifecycle import Event
-from sidecar._zmq import AsyncSocket
+from sidecar.client._kernel import Kernel
+from sidecar.kernel._channels import Connection, Inbox, open_connection
+from sidecar.kernel._kernelspec import find_kernelspecs, get_kernelspec
+from sidecar.kernel._lifecycle import Event
+from sidecar.transport._socket import AsyncSocket
 from sidecar.wire import ConnectionInfo, ExecuteReply, Session, Status, Stream
 
 pytestmark = pytest.mark.anyio
@@ -183,7 +183,7 @@ async def test_a_failed_connection_fails_waiting_and_later_requests(tmp_path: Pa
 def test_python3_falls_back_to_this_interpreters_ipykernel(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from sidecar import _kernelspec
+    from sidecar.kernel import _kernelspec
 
     monkeypatch.setattr(_kernelspec, "kernel_dirs", lambda: [])
     assert "python3" in find_kernelspecs()

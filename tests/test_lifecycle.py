@@ -530,7 +530,7 @@ async def test_kernel_that_cannot_bind_is_retried_on_fresh_ports(
     """Another process takes a port between our pick and the kernel's bind."""
     import socket
 
-    from sidecar import _process
+    from sidecar.kernel import _process
 
     squatter = socket.socket()
     squatter.bind(("127.0.0.1", 0))

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import sidecar
-from sidecar._lifecycle import TRANSITIONS, Event, Lifecycle, State
+from sidecar.kernel._lifecycle import TRANSITIONS, Event, Lifecycle, State
 
 events = st.lists(st.sampled_from(list(Event)), max_size=40)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import given, settings, strategies as st
 
-from sidecar._request import RequestState, reply_type_of
+from sidecar.client._request import RequestState, reply_type_of
 from sidecar.wire import ExecuteReply, Session, Status, Stream
 
 session = Session()

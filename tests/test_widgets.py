@@ -13,7 +13,7 @@ import msgspec
 import pytest
 
 import sidecar
-from sidecar._widgets import Widgets
+from sidecar.client._widgets import Widgets
 from sidecar.wire import CommMsg, CommOpen, Message, Session, Stream
 
 pytestmark = pytest.mark.anyio

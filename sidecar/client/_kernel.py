@@ -34,9 +34,7 @@ import msgspec
 import zmq
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from ._comms import Comms
-from ._connection import Channel, Connection, Inbox, open_connection
-from ._exceptions import (
+from .._exceptions import (
     AuthenticationError,
     ExecutionError,
     HandlerError,
@@ -47,14 +45,12 @@ from ._exceptions import (
     NoReply,
     WireError,
 )
-from ._handlers import Handler, HeldHandler, deliver, hold, notify_done
-from ._kernelspec import KernelSpec, get_kernelspec
-from ._lifecycle import Event, State
-from ._process import KernelFiles, KernelProcess, make_kernel_files, start_kernel_process
-from ._request import RequestState, reply_type_of
-from ._util import open_task_group
-from ._widgets import OutputWidget, Widgets
-from .wire import (
+from .._task_groups import open_task_group
+from ..kernel._channels import Channel, Connection, Inbox, open_connection
+from ..kernel._kernelspec import KernelSpec, get_kernelspec
+from ..kernel._lifecycle import Event, State
+from ..kernel._process import KernelFiles, KernelProcess, make_kernel_files, start_kernel_process
+from ..wire import (
     AbortedReply,
     CommInfoReply,
     CommInfoRequest,
@@ -85,6 +81,10 @@ from .wire import (
     ShutdownRequest,
     read_connection_file,
 )
+from ._comms import Comms
+from ._handlers import Handler, HeldHandler, deliver, hold, notify_done
+from ._request import RequestState, reply_type_of
+from ._widgets import OutputWidget, Widgets
 
 __all__ = ["Kernel", "StdinCallback", "connect", "launch"]
 

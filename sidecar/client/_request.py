@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from typing import Literal, final
 
-from .wire import Message
+from ..wire import Message
 
 __all__ = ["Kind", "RequestState", "reply_type_of"]
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 import enum
 from typing import Final, Literal, final
 
-from ._exceptions import KernelDied, KernelError, KernelRestarted
+from .._exceptions import KernelDied, KernelError, KernelRestarted
 
 __all__ = ["TRANSITIONS", "Event", "Lifecycle", "State"]
 

@@ -33,8 +33,8 @@ import anyio
 import anyio.abc
 from jupyter_core.paths import jupyter_runtime_dir
 
+from ..wire import ConnectionInfo, write_connection_file
 from ._kernelspec import KernelSpec
-from .wire import ConnectionInfo, write_connection_file
 
 __all__ = ["KernelFiles", "KernelProcess", "make_kernel_files", "start_kernel_process"]
 

@@ -35,11 +35,11 @@ import zmq
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from zmq.utils.monitor import parse_monitor_message
 
-from ._exceptions import AuthenticationError, InvalidSignature, KernelError, WireError
+from .._exceptions import AuthenticationError, InvalidSignature, KernelError, WireError
+from .._task_groups import open_task_group
+from ..transport._socket import AsyncSocket
+from ..wire import ConnectionInfo, Message, Session
 from ._lifecycle import Event, Lifecycle, State
-from ._util import open_task_group
-from ._zmq import AsyncSocket
-from .wire import ConnectionInfo, Message, Session
 
 __all__ = ["Channel", "Connection", "Inbox", "open_connection"]
 

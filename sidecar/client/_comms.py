@@ -18,9 +18,9 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal, Protocol, final
 
-from ._exceptions import CommRefused
+from .._exceptions import CommRefused
+from ..wire import CommClose, CommMsg, CommOpen, Message
 from ._handlers import Handler, invoke
-from .wire import CommClose, CommMsg, CommOpen, Message
 
 __all__ = ["Comm", "CommTarget", "Comms"]
 

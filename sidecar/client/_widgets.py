@@ -23,9 +23,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, final
 
-from ._exceptions import MalformedMessage
-from ._outputs import Outputs
-from .wire import CommClose, CommMsg, CommOpen, Message
+from .._exceptions import MalformedMessage
+from .._outputs import Outputs
+from ..wire import CommClose, CommMsg, CommOpen, Message
 
 __all__ = ["OutputWidget", "Widgets"]
 

@@ -22,8 +22,8 @@ import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeAlias
 
-from ._exceptions import WireError
-from .wire import Message
+from .._exceptions import WireError
+from ..wire import Message
 
 __all__ = ["Handler", "HeldHandler", "deliver", "hold", "invoke", "notify_done", "targets"]
 
