@@ -23,7 +23,7 @@ import msgspec
 from ._exceptions import KernelError, SidecarError
 from ._notebook import NotebookError, read_notebook, save_notebook
 from ._run import CellError, CellProgress, run_notebook
-from .client._kernel import launch
+from .client._launch import launch
 
 __all__ = ["NotebookResult", "Progress", "run_files"]
 

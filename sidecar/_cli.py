@@ -26,7 +26,7 @@ from ._bench import BenchVariant, VariantLike, bench
 from ._exceptions import ExecutionError, SidecarError
 from ._notebook import CodeCell, outputs_to_dicts, read_notebook
 from ._task_groups import open_task_group
-from .client._kernel import launch
+from .client._launch import launch
 from .kernel._kernelspec import find_kernelspecs, get_kernelspec
 from .wire import ErrorReply, Message
 
