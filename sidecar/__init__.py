@@ -18,6 +18,7 @@ from ._client import (
 )
 from ._comms import Comm as Comm, Comms as Comms, CommTarget as CommTarget
 from ._connection import Connection as Connection, Statistics as Statistics
+from ._document import NotebookDocument as NotebookDocument
 from ._exceptions import (
     ConnectionFileError as ConnectionFileError,
     ExecutionError as ExecutionError,
@@ -100,6 +101,7 @@ __all__ = [
     "NoReply",
     "NoSuchKernel",
     "Notebook",
+    "NotebookDocument",
     "NotebookError",
     "Output",
     "Outputs",
