@@ -219,9 +219,10 @@ async def run_notebook(
         skip_tags: cells with any of these tags are not run.
         on_output: called with every output message (``stream``,
             ``display_data``, ``update_display_data``, ``execute_result``,
-            ``error``, ``clear_output``) of every cell as it arrives, once
-            the notebook has it.  Output an ipywidgets ``Output`` widget
-            captures is the widget's, and does not come here.
+            ``error``, ``clear_output``) of every cell as it arrives (the
+            cell's outputs in ``notebook.cells`` catch up when the cell is
+            done).  Output an ipywidgets ``Output`` widget captures is the
+            widget's, and does not come here.
         on_cell_done: called after each code cell finished, also one that
             raised or timed out (before the error propagates), with the
             cell's outputs, execution count and timings already in
