@@ -9,6 +9,7 @@ from ._bench import (
     VariantLike as VariantLike,
     bench as bench,
 )
+from ._document import NotebookDocument as NotebookDocument
 from ._exceptions import (
     AuthenticationError as AuthenticationError,
     CommRefused as CommRefused,
@@ -103,6 +104,7 @@ __all__ = [
     "NoReply",
     "NoSuchKernel",
     "Notebook",
+    "NotebookDocument",
     "NotebookError",
     "Output",
     "Outputs",
