@@ -128,7 +128,7 @@ async def memory_kernel(*, owned: bool = False) -> AsyncIterator[tuple[Kernel, M
         open_task_group() as tg,
     ):
         kernel = Kernel(channels, tg, interrupt_mode="message")
-        tg.start_soon(kernel._route_late)
+        kernel._start_background()
         with anyio.fail_after(5):
             await kernel._wait_ready(5)
         try:

@@ -196,3 +196,31 @@ async def test_requests_made_while_restarting_wait_for_the_restart() -> None:
             channels.handle(Event.READY)
         assert got
         assert kernel.state == "ready"
+
+
+async def test_a_slow_comm_target_does_not_hold_up_late_output() -> None:
+    async with memory_kernel() as (kernel, far):
+        release = anyio.Event()
+
+        async def slow_target(comm: sidecar.Comm, message: Message) -> None:
+            await release.wait()
+
+        kernel.comms.register_target("slow", slow_target)
+        out = sidecar.Outputs()
+        requests: list[Message] = []
+
+        async def answer() -> None:
+            requests.append(await _answer(far))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(answer)
+            await kernel.execute("x", handlers=[out])
+        opened = far.session.message(
+            "comm_open", {"comm_id": "c", "target_name": "slow", "data": {}}
+        )
+        far.send("iopub", opened)  # the target now holds up the comm task
+        far.output("stream", Stream(name="stdout", text="late"), requests[0])
+        with anyio.fail_after(2):
+            while out.text() != "late":
+                await anyio.sleep(0.01)
+        release.set()

@@ -10,7 +10,12 @@ cancellable scope: cancel it, or let ``timeout=`` or an enclosing
 ``TimeoutError`` through, leaving the kernel ready for the next request.
 
 Handlers run in the task that awaits the action, never in a receive loop, so a
-slow handler slows only its own action.
+slow handler slows only its own action.  Two background tasks of the kernel
+take what no request waits for: one hands output that arrives after its
+request finished to that request's handlers, the other dispatches comm
+messages the kernel sends by itself to comms and comm targets.  Each keeps
+arrival order, so a slow callback there delays later late output (or later
+comm messages), never a request.
 """
 
 from __future__ import annotations
@@ -460,12 +465,15 @@ class Kernel:
         if len(late) > _LATE_MEMORY:
             late.popitem(last=False)
 
+    def _start_background(self) -> None:
+        """Start the tasks that take what no request waits for (see the module doc)."""
+        self._tg.start_soon(self._route_late, name="sidecar late output")
+        self._tg.start_soon(self._dispatch_comms, name="sidecar comms")
+
     async def _route_late(self) -> None:
         """Hand output that arrives after a request finished to its handlers."""
         with self._channels.observe(max_buffer=10_000) as unsolicited:
             async for channel, message in unsolicited:
-                if message.msg_type in _COMM_TYPES:
-                    await self._on_comm(channel, message)
                 parent = message.parent_id
                 if parent is None or (held := self._late.get(parent)) is None:
                     continue
@@ -475,6 +483,13 @@ class Kernel:
                 else:
                     # Every handler is gone: nobody can see this request's output.
                     del self._late[parent]
+
+    async def _dispatch_comms(self) -> None:
+        """Dispatch the comm messages no request of ours caused."""
+        with self._channels.observe(max_buffer=10_000) as unsolicited:
+            async for channel, message in unsolicited:
+                if message.msg_type in _COMM_TYPES:
+                    await self._on_comm(channel, message)
 
     # -- shell requests ------------------------------------------------------------
 

@@ -95,7 +95,7 @@ async def connect(
         open_task_group() as tg,
     ):
         kernel = Kernel(channels, tg, connection_info=info, interrupt_mode=interrupt_mode)
-        tg.start_soon(kernel._route_late)
+        kernel._start_background()
         try:
             await _ready_or_died(kernel, ready_timeout, source)
             yield kernel
@@ -230,7 +230,7 @@ async def _launch_once(spec: KernelSpec, options: _LaunchOptions) -> AsyncIterat
                         start_options=options.process,
                     )
                     kernel._watch(process)
-                    tg.start_soon(kernel._route_late)
+                    kernel._start_background()
                     await _ready_or_died(kernel, options.startup_timeout, spec.name)
                     try:
                         yield kernel
