@@ -130,7 +130,7 @@ async def memory_kernel(*, owned: bool = False) -> AsyncIterator[tuple[Kernel, M
         kernel = Kernel(channels, tg, interrupt_mode="message")
         kernel._start_background()
         with anyio.fail_after(5):
-            await kernel._wait_ready(5)
+            await kernel._wait_ready(5, "memory")
         try:
             yield kernel, far
         finally:

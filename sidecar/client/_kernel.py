@@ -22,34 +22,27 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import (
     AbstractContextManager,
-    nullcontext,
     suppress,
 )
-from typing import Any, Final, Literal, TypeAlias, final
+from typing import Any, Final, Literal, TypeVar, final
 
 import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from .._exceptions import (
-    AuthenticationError,
     ExecutionError,
-    HandlerError,
-    KernelDied,
     KernelError,
-    KernelRestarted,
-    KernelStartError,
-    NoReply,
+    MalformedMessage,
     WireError,
 )
 from ..kernel._channels import Channels, ChannelStatistics
-from ..kernel._inbox import Inbox
 from ..kernel._kernelspec import KernelSpec
 from ..kernel._lifecycle import Event, State
-from ..kernel._process import KernelFiles, KernelProcess, start_kernel_process
+from ..kernel._process import KernelFiles, KernelProcess
 from ..transport import Channel
 from ..wire import (
     AbortedReply,
@@ -68,7 +61,6 @@ from ..wire import (
     ExecuteRequest,
     HistoryReply,
     HistoryRequest,
-    InputReply,
     InspectReply,
     InspectRequest,
     InterruptReply,
@@ -81,25 +73,20 @@ from ..wire import (
     ShutdownReply,
     ShutdownRequest,
 )
+from ._action import Action, ActionContext, StdinCallback
 from ._comms import Comms
-from ._handlers import Handler, HeldHandler, deliver, hold, notify_done
-from ._request import RequestState, reply_type_of
-from ._widgets import OutputWidget, Widgets
+from ._handlers import Handler, HeldHandler, deliver, hold
+from ._startup import start_process, wait_ready, watch_process
+from ._widgets import Widgets
 
 __all__ = ["Kernel", "StdinCallback"]
 
 log = logging.getLogger("sidecar")
 
-StdinCallback: TypeAlias = Callable[[str, bool], Awaitable[str]]
-"""Answers ``input()`` in the kernel: ``await callback(prompt, password)`` -> the text."""
-
 DEFAULT_GRACE: Final = 5.0
-DEFAULT_CANCEL_WAIT: Final = 10.0
 _LATE_MEMORY: Final = 256
+_Reply = TypeVar("_Reply")
 _COMM_TYPES: Final = frozenset({"comm_open", "comm_msg", "comm_close"})
-_OUTPUT_TYPES: Final = frozenset(
-    {"stream", "display_data", "update_display_data", "execute_result", "error", "clear_output"}
-)
 
 
 @final
@@ -149,6 +136,9 @@ class Kernel:
         self._late: OrderedDict[str, list[HeldHandler]] = OrderedDict()
         self.comms: Final = Comms(self)
         self.widgets: Final = Widgets(self._send_widget_update)
+        self._action_context = ActionContext(
+            channels=channels, widgets=self.widgets, on_comm=self._on_comm, interrupt=self.interrupt
+        )
         self._watching: anyio.CancelScope | None = None
 
     # -- properties ------------------------------------------------------------
@@ -259,6 +249,23 @@ class Kernel:
         )
         return None if reply is None else reply.content
 
+    async def _ask(
+        self,
+        reply: type[_Reply],
+        channel: Literal["shell", "control"],
+        msg_type: str,
+        content: Any = None,
+        **options: Any,
+    ) -> _Reply | ErrorReply | AbortedReply:
+        """:meth:`request` for a request whose reply content is ``reply`` (or an error or
+        aborted reply), checked: a reply of another shape is a malformed message."""
+        result = await self.request(channel, msg_type, content, **options)
+        if not isinstance(result, reply | ErrorReply | AbortedReply):
+            raise MalformedMessage(
+                f"the {msg_type} got a reply of the wrong shape: {type(result).__name__}"
+            )
+        return result
+
     async def _request(
         self,
         channel: Literal["shell", "control"],
@@ -275,162 +282,30 @@ class Kernel:
         buffers: Sequence[bytes] = (),
     ) -> Message | None:
         """:meth:`request`, returning the reply message (None for a request without reply)."""
-        conn = self._channels
-        if conn.state is not State.READY:
-            await conn.wait_usable()
+        channels = self._channels
+        if channels.state is not State.READY:
+            await channels.wait_usable()
         if self.handlers:
             handlers = [*self.handlers, *handlers]
         kwargs: dict[str, Any] = {} if subshell_id is None else {"subshell_id": subshell_id}
-        message = conn.session.message(
+        message = channels.session.message(
             msg_type, content, metadata=metadata, buffers=buffers, **kwargs
         )
-        msg_id = message.msg_id
-        inbox = conn.register(msg_id, channel)
-        state = RequestState(channel, reply_type_of(msg_type), needs_idle=needs_idle)
-        errors: list[Exception] = []
+        action = Action(
+            self._action_context,
+            channel,
+            message,
+            handlers,
+            grace=self.grace,
+            needs_idle=needs_idle,
+            stdin=stdin,
+        )
         try:
-            with anyio.fail_after(timeout) if timeout is not None else nullcontext():
-                try:
-                    await conn.send(channel, message)
-                    await self._consume(inbox, state, handlers, errors, stdin)
-                except anyio.get_cancelled_exc_class():
-                    if interrupt_on_cancel and not state.done:
-                        with anyio.CancelScope(shield=True):
-                            await self._abandon(inbox, state, handlers, stdin)
-                    raise
+            reply = await action.run(timeout=timeout, interrupt_on_cancel=interrupt_on_cancel)
         finally:
-            conn.unregister(msg_id)
             if handlers:
-                self._remember_late(msg_id, handlers)
-                with anyio.CancelScope(shield=True), anyio.move_on_after(DEFAULT_CANCEL_WAIT):
-                    await notify_done(handlers, message, state.reply if state.done else None)
-        if errors:
-            reply_content = None if state.reply is None else state.reply.content
-            raise HandlerError(errors, reply_content) from errors[0]
-        return state.reply
-
-    async def _consume(
-        self,
-        inbox: Inbox,
-        state: RequestState,
-        handlers: Sequence[Handler],
-        errors: list[Exception] | None,
-        stdin: StdinCallback | None,
-    ) -> None:
-        deadline: float | None = None
-        grace = self.grace
-        while not state.done:
-            if deadline is None or not inbox.empty():
-                # With the other half already queued, no timer is needed.
-                channel, message = await inbox.get()
-            else:
-                with anyio.move_on_after(deadline - anyio.current_time()) as scope:
-                    channel, message = await inbox.get()
-                if scope.cancelled_caught:
-                    self._expire(state, grace)
-                    return
-            try:
-                kind = state.feed(channel, message)
-            except WireError as e:
-                self._channels.drop_malformed(channel, message, e)
-                continue
-            if kind == "stdin":
-                await self._answer_stdin(message, stdin)
-            elif message.msg_type in _COMM_TYPES:
-                await self._on_comm(channel, message)
-            elif kind == "output" and message.msg_type in _OUTPUT_TYPES:
-                widget = self.widgets.capturing(message.parent_id)
-                if widget is not None:
-                    # An ipywidgets Output widget is capturing: the output is
-                    # the widget's, not the request's (as in a frontend).
-                    await self._capture(widget, channel, message)
-                    continue
-            if handlers:
-                await self._deliver(handlers, channel, message, errors)
-            if deadline is None and state.half_done:
-                # An oversized output took what followed it on iopub (the
-                # idle too, as a rule): the reply is all that will come.
-                grace = 0.0 if inbox.iopub_lost else self.grace
-                deadline = anyio.current_time() + grace
-
-    async def _deliver(
-        self,
-        handlers: Sequence[Handler],
-        channel: Channel,
-        message: Message,
-        errors: list[Exception] | None,
-    ) -> None:
-        """Give ``message`` to ``handlers``; keep what they raised, count a malformed message."""
-        malformed: WireError | None = None
-        for error in await deliver(handlers, message):
-            if isinstance(error, WireError):
-                malformed = error
-            elif errors is not None:
-                errors.append(error)
-        if malformed is not None:
-            self._channels.drop_malformed(channel, message, malformed)
-
-    def _expire(self, state: RequestState, grace: float) -> None:
-        if not state.expire():
-            # Idle without a reply: there is nothing to return, and inventing
-            # a reply would hide a broken kernel.
-            raise NoReply(f"the kernel went idle but sent no reply within {grace} s")
-        assert state.reply is not None
-        log.warning(
-            "%s: got the reply but no idle within %.1f s; completing anyway",
-            state.reply.msg_type,
-            grace,
-        )
-
-    async def _abandon(
-        self,
-        inbox: Inbox,
-        state: RequestState,
-        handlers: Sequence[Handler],
-        stdin: StdinCallback | None,
-    ) -> None:
-        """After a cancel: interrupt our request once it runs, wait until it is done."""
-        with anyio.move_on_after(DEFAULT_CANCEL_WAIT) as scope:
-            try:
-                while not state.started:
-                    channel, message = await inbox.get()
-                    try:
-                        kind = state.feed(channel, message)
-                    except WireError as e:
-                        self._channels.drop_malformed(channel, message, e)
-                        continue
-                    if kind == "stdin":
-                        await self._answer_stdin(message, None)
-                    await self._deliver(handlers, channel, message, None)
-                if not state.done:
-                    await self.interrupt()
-                    await self._consume(inbox, state, handlers, None, stdin)
-            except (KernelDied, KernelRestarted, NoReply):
-                return
-        if scope.cancelled_caught:
-            log.warning("the cancelled request did not finish within %s s", DEFAULT_CANCEL_WAIT)
-
-    async def _answer_stdin(self, message: Message, stdin: StdinCallback | None) -> None:
-        if message.msg_type != "input_request":
-            return
-        try:
-            request = message.content
-            prompt, password = request.prompt, request.password
-        except WireError as e:
-            # The kernel still waits in input(): answer, or it hangs.
-            self._channels.drop_malformed("stdin", message, e)
-            prompt, password, stdin = "", False, None
-        if stdin is None:
-            # The kernel is blocked in input(): answering is the only way to
-            # unblock it.  Say clearly in the value that nobody could answer.
-            log.warning("input_request with no stdin callback; answering with an empty string")
-            value = ""
-        else:
-            value = await stdin(prompt, password)
-        reply = self._channels.session.message(
-            "input_reply", InputReply(value=value), parent=message
-        )
-        await self._channels.send("stdin", reply)
+                self._remember_late(message.msg_id, handlers)
+        return reply
 
     async def _on_comm(self, channel: Channel, message: Message) -> None:
         """A comm message from the kernel: to the widget models, then to the comm registry.
@@ -445,12 +320,6 @@ class Kernel:
             self._channels.drop_malformed(channel, message, e)
         except Exception as e:  # a bug in the widget emulation must not kill a loop
             log.exception("error while handling %s", message.msg_type)
-            self._channels.drop_malformed(channel, message, e)
-
-    async def _capture(self, widget: OutputWidget, channel: Channel, message: Message) -> None:
-        try:
-            await self.widgets.capture(widget, message)
-        except WireError as e:
             self._channels.drop_malformed(channel, message, e)
 
     async def _send_widget_update(self, comm_id: str, state: dict[str, Any]) -> Message | None:
@@ -479,7 +348,9 @@ class Kernel:
                     continue
                 handlers = [h for h in (get() for get in held) if h is not None]
                 if handlers:
-                    await self._deliver(handlers, channel, message, None)
+                    errors = await deliver(handlers, message)
+                    if any(isinstance(e, WireError) for e in errors):
+                        self._channels.drop_malformed(channel, message, errors[0])
                 else:
                     # Every handler is gone: nobody can see this request's output.
                     del self._late[parent]
@@ -561,10 +432,9 @@ class Kernel:
         timeout: float | None = None,
     ) -> KernelInfoReply | ErrorReply | AbortedReply:
         """The kernel's kernel_info reply (protocol version, language...)."""
-        result: KernelInfoReply | ErrorReply | AbortedReply = await self.request(
-            channel, "kernel_info_request", handlers=handlers, timeout=timeout
+        return await self._ask(
+            KernelInfoReply, channel, "kernel_info_request", handlers=handlers, timeout=timeout
         )
-        return result
 
     async def complete(
         self,
@@ -576,14 +446,14 @@ class Kernel:
     ) -> CompleteReply | ErrorReply | AbortedReply:
         """Completions at ``cursor_pos`` (default: end of ``code``)."""
         pos = len(code) if cursor_pos is None else cursor_pos
-        result: CompleteReply | ErrorReply | AbortedReply = await self.request(
+        return await self._ask(
+            CompleteReply,
             "shell",
             "complete_request",
             CompleteRequest(code=code, cursor_pos=pos),
             handlers=handlers,
             timeout=timeout,
         )
-        return result
 
     async def inspect(
         self,
@@ -597,10 +467,9 @@ class Kernel:
         """Introspection (docstring, signature) of the name at ``cursor_pos``."""
         pos = len(code) if cursor_pos is None else cursor_pos
         content = InspectRequest(code=code, cursor_pos=pos, detail_level=detail_level)
-        result: InspectReply | ErrorReply | AbortedReply = await self.request(
-            "shell", "inspect_request", content, handlers=handlers, timeout=timeout
+        return await self._ask(
+            InspectReply, "shell", "inspect_request", content, handlers=handlers, timeout=timeout
         )
-        return result
 
     async def history(
         self,
@@ -633,23 +502,27 @@ class Kernel:
             fields.update(pattern=pattern or "*", unique=unique)
             if n is not None:
                 fields["n"] = n
-        result: HistoryReply | ErrorReply | AbortedReply = await self.request(
-            "shell", "history_request", HistoryRequest(**fields), handlers=handlers, timeout=timeout
+        return await self._ask(
+            HistoryReply,
+            "shell",
+            "history_request",
+            HistoryRequest(**fields),
+            handlers=handlers,
+            timeout=timeout,
         )
-        return result
 
     async def is_complete(
         self, code: str, *, handlers: Sequence[Handler] = (), timeout: float | None = None
     ) -> IsCompleteReply | ErrorReply | AbortedReply:
         """Whether ``code`` is complete, incomplete (and the indent), or invalid."""
-        result: IsCompleteReply | ErrorReply | AbortedReply = await self.request(
+        return await self._ask(
+            IsCompleteReply,
             "shell",
             "is_complete_request",
             IsCompleteRequest(code=code),
             handlers=handlers,
             timeout=timeout,
         )
-        return result
 
     async def comm_info(
         self,
@@ -662,10 +535,9 @@ class Kernel:
         content = (
             CommInfoRequest() if target_name is None else CommInfoRequest(target_name=target_name)
         )
-        result: CommInfoReply | ErrorReply | AbortedReply = await self.request(
-            "shell", "comm_info_request", content, handlers=handlers, timeout=timeout
+        return await self._ask(
+            CommInfoReply, "shell", "comm_info_request", content, handlers=handlers, timeout=timeout
         )
-        return result
 
     async def send_comm(
         self,
@@ -716,7 +588,8 @@ class Kernel:
         restart one.  Done on the reply alone: a kernel may exit before its
         idle reaches us.
         """
-        result: ShutdownReply | ErrorReply | AbortedReply = await self.request(
+        return await self._ask(
+            ShutdownReply,
             "control",
             "shutdown_request",
             ShutdownRequest(restart=restart),
@@ -724,7 +597,6 @@ class Kernel:
             timeout=timeout,
             needs_idle=False,
         )
-        return result
 
     async def debug_request(
         self,
@@ -748,32 +620,38 @@ class Kernel:
         self, *, handlers: Sequence[Handler] = (), timeout: float | None = 10.0
     ) -> CreateSubshellReply | ErrorReply | AbortedReply:
         """Create a subshell (protocol 5.5): run code concurrently with the main shell."""
-        result: CreateSubshellReply | ErrorReply | AbortedReply = await self.request(
-            "control", "create_subshell_request", handlers=handlers, timeout=timeout
+        return await self._ask(
+            CreateSubshellReply,
+            "control",
+            "create_subshell_request",
+            handlers=handlers,
+            timeout=timeout,
         )
-        return result
 
     async def delete_subshell(
         self, subshell_id: str, *, handlers: Sequence[Handler] = (), timeout: float | None = 10.0
     ) -> DeleteSubshellReply | ErrorReply | AbortedReply:
         """Delete a subshell made by :meth:`create_subshell`."""
-        result: DeleteSubshellReply | ErrorReply | AbortedReply = await self.request(
+        return await self._ask(
+            DeleteSubshellReply,
             "control",
             "delete_subshell_request",
             DeleteSubshellRequest(subshell_id=subshell_id),
             handlers=handlers,
             timeout=timeout,
         )
-        return result
 
     async def list_subshell(
         self, *, handlers: Sequence[Handler] = (), timeout: float | None = 10.0
     ) -> ListSubshellReply | ErrorReply | AbortedReply:
         """The ids of the kernel's subshells."""
-        result: ListSubshellReply | ErrorReply | AbortedReply = await self.request(
-            "control", "list_subshell_request", handlers=handlers, timeout=timeout
+        return await self._ask(
+            ListSubshellReply,
+            "control",
+            "list_subshell_request",
+            handlers=handlers,
+            timeout=timeout,
         )
-        return result
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -784,19 +662,18 @@ class Kernel:
         once it answers), ``dead`` or ``closed``."""
         return self._channels.state.value
 
-    async def _wait_ready(self, timeout: float) -> None:
-        with anyio.fail_after(timeout):
-            reply = (await self._channels.wait_ready()).content
-        if isinstance(reply, KernelInfoReply):
-            self.info = reply
-        self._channels.handle(Event.READY)
+    async def _wait_ready(self, timeout: float, source: str) -> None:
+        """Wait until the kernel is ready; if it is not, an error that says why."""
+        reply = await wait_ready(self._channels, self.process, timeout, source)
+        if isinstance(reply.content, KernelInfoReply):
+            self.info = reply.content
 
     def _watch(self, process: KernelProcess) -> None:
         """Watch ``process`` for exit; a restart stops watching the process it replaces."""
         if self._watching is not None:
             self._watching.cancel()
         self._watching = scope = anyio.CancelScope()
-        self._tg.start_soon(_watch_process, self._channels, process, scope)
+        self._tg.start_soon(watch_process, self._channels, process, scope)
 
     async def restart(self, *, timeout: float = 60.0) -> None:
         """Restart the kernel: a fresh process on the same connection.
@@ -831,72 +708,10 @@ class Kernel:
             conn.handle(Event.RESTART_BEGUN, "the kernel was restarted")
             await process.stop()
             conn.transport.expect_new_kernel()
-            self.process = await _start_process(spec, files, self._tg, self._start_options)
+            self.process = await start_process(spec, files, self._tg, self._start_options)
             self._watch(self.process)
         try:
-            await _ready_or_died(self, timeout, "restart")
+            await self._wait_ready(timeout, "restart")
         except BaseException:
             conn.handle(Event.RESTART_FAILED, "the restarted kernel did not come up")
             raise
-
-
-async def _watch_process(
-    channels: Channels, process: KernelProcess, scope: anyio.CancelScope
-) -> None:
-    with scope:
-        code = await process.wait()
-        channels.handle(Event.PROCESS_EXITED, "the kernel process exited", exit_code=code)
-
-
-async def _start_process(
-    spec: KernelSpec, files: KernelFiles, tg: anyio.abc.TaskGroup, options: Mapping[str, Any]
-) -> KernelProcess:
-    try:
-        return await start_kernel_process(spec, files, tg, **options)
-    except OSError as e:
-        raise KernelStartError(f"cannot start kernel {spec.name!r} ({spec.argv[0]}): {e}") from e
-
-
-async def _ready_or_died(kernel: Kernel, timeout: float, source: str) -> None:
-    """Wait until the kernel is ready; if it is not, say why in the error.
-
-    ``source`` names where the connection came from (a connection file).
-    """
-    try:
-        await kernel._wait_ready(timeout)
-    except AuthenticationError as e:
-        raise AuthenticationError(f"{source}: {e}") from None
-    except (KernelDied, TimeoutError) as e:
-        process = kernel.process
-        if process is None:
-            if isinstance(e, TimeoutError):
-                raise TimeoutError(_no_answer(kernel._channels, timeout, source)) from None
-            raise
-        with anyio.CancelScope(shield=True):
-            with anyio.move_on_after(0.5):
-                await process.wait()
-            await anyio.sleep(0.05)  # the last lines of stderr
-        reason = (
-            "the kernel exited during start-up"
-            if process.returncode is not None
-            else f"the kernel did not answer within {timeout} s"
-        )
-        raise KernelStartError(
-            reason, exit_code=process.returncode, stderr=process.log_tail()
-        ) from e
-
-
-def _no_answer(channels: Channels, timeout: float, source: str) -> str:
-    """Why connecting timed out, from what was seen meanwhile."""
-    shell = channels.transport.describe("shell")
-    if channels.heartbeat_answered:
-        return (
-            f"{source}: the kernel answers its heartbeat but not kernel_info_request "
-            f"on {shell} within {timeout} s"
-        )
-    if channels.statistics().received:
-        return f"{source}: the kernel did not answer kernel_info_request within {timeout} s"
-    return (
-        f"{source}: no kernel answered within {timeout} s (nothing at {shell}): "
-        "is the kernel running?"
-    )

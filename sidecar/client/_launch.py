@@ -24,7 +24,8 @@ from ..kernel._kernelspec import KernelSpec, get_kernelspec
 from ..kernel._process import make_kernel_files
 from ..transport import Receiver, Transport, ZmqContext, open_zmq_transport
 from ..wire import ConnectionInfo, Session, read_connection_file
-from ._kernel import Kernel, _ready_or_died, _start_process
+from ._kernel import Kernel
+from ._startup import start_process
 
 __all__ = ["connect", "launch"]
 
@@ -97,7 +98,7 @@ async def connect(
         kernel = Kernel(channels, tg, connection_info=info, interrupt_mode=interrupt_mode)
         kernel._start_background()
         try:
-            await _ready_or_died(kernel, ready_timeout, source)
+            await kernel._wait_ready(ready_timeout, source)
             yield kernel
         finally:
             tg.cancel_scope.cancel()
@@ -208,7 +209,7 @@ async def _launch_once(spec: KernelSpec, options: _LaunchOptions) -> AsyncIterat
     kernel: Kernel | None = None
     try:
         async with open_task_group() as tg:
-            process = await _start_process(spec, files, tg, options.process)
+            process = await start_process(spec, files, tg, options.process)
             try:
                 opener = partial(
                     _open_zmq,
@@ -231,7 +232,7 @@ async def _launch_once(spec: KernelSpec, options: _LaunchOptions) -> AsyncIterat
                     )
                     kernel._watch(process)
                     kernel._start_background()
-                    await _ready_or_died(kernel, options.startup_timeout, spec.name)
+                    await kernel._wait_ready(options.startup_timeout, spec.name)
                     try:
                         yield kernel
                     finally:
