@@ -66,6 +66,15 @@ from .kernel._kernelspec import (
     get_kernelspec as get_kernelspec,
 )
 from .kernel._process import KernelProcess as KernelProcess
+from .server._shared import (
+    Frontend as Frontend,
+    FrontendRequest as FrontendRequest,
+    MessageHook as MessageHook,
+    Refuse as Refuse,
+    RequestHook as RequestHook,
+    SharedKernel as SharedKernel,
+    serve as serve,
+)
 
 __all__ = [
     "AuthenticationError",
@@ -88,6 +97,8 @@ __all__ = [
     "ErrorOutput",
     "ExecuteResultOutput",
     "ExecutionError",
+    "Frontend",
+    "FrontendRequest",
     "Handler",
     "HandlerError",
     "InvalidSignature",
@@ -99,8 +110,9 @@ __all__ = [
     "KernelSpec",
     "KernelStartError",
     "MalformedMessage",
-    "MessageTooLarge",
     "MarkdownCell",
+    "MessageHook",
+    "MessageTooLarge",
     "NoReply",
     "NoSuchKernel",
     "Notebook",
@@ -109,7 +121,10 @@ __all__ = [
     "Output",
     "Outputs",
     "RawCell",
+    "Refuse",
     "ReplayedMessage",
+    "RequestHook",
+    "SharedKernel",
     "SidecarError",
     "StdinCallback",
     "StreamOutput",
@@ -132,5 +147,6 @@ __all__ = [
     "read_notebook",
     "run_notebook",
     "save_notebook",
+    "serve",
     "write_notebook",
 ]

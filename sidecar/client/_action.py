@@ -29,12 +29,15 @@ from ._handlers import Handler, deliver, notify_done
 from ._request import RequestState, reply_type_of
 from ._widgets import OutputWidget, Widgets
 
-__all__ = ["Action", "ActionContext", "StdinCallback"]
+__all__ = ["Action", "ActionContext", "StdinCallback", "StdinRelay"]
 
 log = logging.getLogger("sidecar")
 
 StdinCallback: TypeAlias = Callable[[str, bool], Awaitable[str]]
 """Answers ``input()`` in the kernel: ``await callback(prompt, password)`` -> the text."""
+
+StdinRelay: TypeAlias = Callable[[Message], Awaitable[Message]]
+"""Hands an ``input_request`` to whoever made the request; their ``input_reply``."""
 
 CANCEL_WAIT: Final = 10.0
 """Seconds a cancelled action waits for the interrupted request to finish."""
@@ -70,6 +73,7 @@ class Action:
         grace: float,
         needs_idle: bool = True,
         stdin: StdinCallback | None = None,
+        relay_stdin: StdinRelay | None = None,
     ) -> None:
         self._context = context
         self._channels = context.channels
@@ -78,6 +82,7 @@ class Action:
         self.handlers = handlers
         self.grace = grace
         self._stdin = stdin
+        self._relay_stdin = relay_stdin
         self.state = RequestState(channel, reply_type_of(message.msg_type), needs_idle=needs_idle)
         self.errors: list[Exception] = []
 
@@ -200,6 +205,9 @@ class Action:
 
     async def _answer_stdin(self, message: Message, stdin: StdinCallback | None) -> None:
         if message.msg_type != "input_request":
+            return
+        if self._relay_stdin is not None:
+            await self._channels.send("stdin", await self._relay_stdin(message))
             return
         try:
             request = message.content

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import (
     AbstractContextManager,
+    contextmanager,
     suppress,
 )
 from typing import Any, Final, Literal, TypeVar, final
@@ -73,7 +74,7 @@ from ..wire import (
     ShutdownReply,
     ShutdownRequest,
 )
-from ._action import Action, ActionContext, StdinCallback
+from ._action import Action, ActionContext, StdinCallback, StdinRelay
 from ._comms import Comms
 from ._handlers import Handler, HeldHandler, deliver, hold
 from ._startup import start_process, wait_ready, watch_process
@@ -185,6 +186,27 @@ class Kernel:
         """
         return self._channels.observe(max_buffer)
 
+    @contextmanager
+    def tap(self, callback: Callable[[Channel, Message], None]) -> Iterator[None]:
+        """Call ``callback(channel, message)`` with every message the kernel sends (in the block).
+
+        Every one, whatever request caused it, before it is routed: this is
+        how a server relays iopub to its frontends.  The callback runs in the
+        receive loop, so it must be quick and must not block (hand the
+        message to a task, e.g. through ``send_nowait`` on a memory stream);
+        what it raises is logged and does not stop the loop.
+        """
+        taps = self._channels.taps
+        taps.append(callback)
+        try:
+            yield
+        finally:
+            taps.remove(callback)
+
+    def on_state_change(self, callback: Callable[[str, str], None]) -> AbstractContextManager[None]:
+        """Call ``callback(before, after)`` when :attr:`state` changes, while in the block."""
+        return self._channels.listen(callback)
+
     # -- the action machinery ------------------------------------------------------
 
     async def request(
@@ -265,6 +287,45 @@ class Kernel:
                 f"the {msg_type} got a reply of the wrong shape: {type(result).__name__}"
             )
         return result
+
+    async def forward(
+        self,
+        channel: Literal["shell", "control"],
+        message: Message,
+        *,
+        handlers: Sequence[Handler] = (),
+        relay_stdin: StdinRelay | None = None,
+        timeout: float | None = None,
+    ) -> Message | None:
+        """Send a request someone else built (a frontend's) and wait until it is done.
+
+        The kernel gets the message as it is, header included (only the
+        signature is ours), so its replies and outputs name the frontend's
+        ``msg_id`` and session.  Done like any request: on its reply and idle
+        (a ``shutdown_request`` on its reply alone; a message without reply,
+        such as ``comm_msg``, on idle).  ``relay_stdin`` answers its
+        ``input_request`` messages with the frontend's ``input_reply``.
+
+        Returns:
+            The reply message, or None for a message without reply.
+
+        Raises:
+            KernelDied, KernelRestarted: the kernel went away first.
+            HandlerError: a handler raised (the request itself completed).
+        """
+        channels = self._channels
+        if channels.state is not State.READY:
+            await channels.wait_usable()
+        action = Action(
+            self._action_context,
+            channel,
+            message,
+            [*self.handlers, *handlers],
+            grace=self.grace,
+            needs_idle=message.msg_type != "shutdown_request",
+            relay_stdin=relay_stdin,
+        )
+        return await action.run(timeout=timeout, interrupt_on_cancel=False)
 
     async def _request(
         self,

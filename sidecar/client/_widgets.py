@@ -74,6 +74,9 @@ class Widgets:
 
     def __init__(self, send_update: SendUpdate) -> None:
         self._send_update = send_update
+        self.sends_updates = True
+        """Send each Output widget's captured outputs back to the kernel, as
+        a frontend does.  Off when real frontends do it (a shared kernel)."""
         self.state: dict[str, dict[str, Any]] = {}
         """``comm_id`` -> the model's state."""
         self.buffers: dict[str, dict[tuple[str | int, ...], dict[str, Any]]] = {}
@@ -175,6 +178,8 @@ class Widgets:
         method(message)
         outputs = widget.outputs
         self.state.setdefault(widget.comm_id, {})["outputs"] = outputs
+        if not self.sends_updates:
+            return
         # The kernel-side model learns its outputs, as from a frontend.
         sent = await self._send_update(widget.comm_id, {"outputs": outputs})
         if sent is not None:

@@ -85,6 +85,11 @@ class Channels(Receiver):
         self._task_group: anyio.abc.TaskGroup | None = None
         self._routes: dict[str, Inbox] = {}
         self._observers: list[MemoryObjectSendStream[tuple[Channel, Message]]] = []
+        self.taps: list[Callable[[Channel, Message], None]] = []
+        self._listeners: list[Callable[[str, str], None]] = []
+        """Called with every message the kernel sends, before it is routed
+        (synchronously, in the receive loop: a tap must be quick and must
+        not block; what it raises is logged)."""
         self._settled = anyio.Event()
         self._abort_on_failure: set[anyio.CancelScope] = set()
         self._iopub_seen = anyio.Event()
@@ -157,6 +162,11 @@ class Channels(Receiver):
                 self._settled = anyio.Event()
             if after is State.RECOVERING and self._task_group is not None:
                 self._task_group.start_soon(self._recover, name="sidecar recovery")
+            for listener in self._listeners:
+                try:
+                    listener(before.value, after.value)
+                except Exception:
+                    log.exception("a state listener raised")
         if error is not None:
             for inbox in self._routes.values():
                 inbox.fail(error)
@@ -166,6 +176,15 @@ class Channels(Receiver):
     def _abort_waits(self) -> None:
         for scope in self._abort_on_failure:
             scope.cancel()
+
+    @contextmanager
+    def listen(self, callback: Callable[[str, str], None]) -> Iterator[None]:
+        """Call ``callback(before, after)`` on every state change, while in the block."""
+        self._listeners.append(callback)
+        try:
+            yield
+        finally:
+            self._listeners.remove(callback)
 
     async def _recover(self) -> None:
         """Prove the channels of a kernel that answers again, then serve it.
@@ -260,6 +279,11 @@ class Channels(Receiver):
 
     def on_message(self, channel: Channel, message: Message) -> None:
         self._verified += 1
+        for tap in self.taps:
+            try:
+                tap(channel, message)
+            except Exception:
+                log.exception("a tap raised on %s", message.msg_type)
         try:
             self._check_kernel_session(channel, message)
             if channel == "iopub":

@@ -17,15 +17,23 @@ from ._zmq import (
     curve_keypair as curve_keypair,
     open_zmq_transport as open_zmq_transport,
 )
+from ._zmq_server import (
+    FrontendReceiver as FrontendReceiver,
+    ZmqServer as ZmqServer,
+    open_zmq_server as open_zmq_server,
+)
 
 __all__ = [
     "CHANNELS",
     "Channel",
+    "FrontendReceiver",
     "Receiver",
     "Transport",
     "TransportStatistics",
     "ZmqContext",
+    "ZmqServer",
     "ZmqTransport",
     "curve_keypair",
+    "open_zmq_server",
     "open_zmq_transport",
 ]
