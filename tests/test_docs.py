@@ -19,6 +19,9 @@ each one becomes a test:
   must be exactly what that command prints.
 - A block preceded by ``<!-- docs-test: skip REASON -->`` is not run; the
   reason is required.  Keep these rare.
+- README.md's first command, the one a newcomer copies, also runs verbatim,
+  install included, in a fresh virtualenv (slow: minutes).  ``.ci/run`` runs
+  it that way itself and tells this test so, to do it once.
 
 The example scripts start in parallel (a few at a time) when the first of them
 is needed, so the whole file takes seconds, not minutes.
@@ -51,6 +54,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 SOURCES = [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
 SCRIPT_TIMEOUT = 45.0
+VENV_TIMEOUT = 600.0
 PARALLEL = 3
 HELP_COLUMNS = "80"
 
@@ -305,6 +309,58 @@ def test_api_reference_covers_every_public_name(namespace: str) -> None:
     repeated = sorted({name for name in documented if documented.count(name) > 1})
     assert not repeated, f"documented twice: {repeated}"
     assert sorted(documented) == sorted(module.__all__)
+
+
+README_COMMANDS = [b.code.strip() for b in _blocks(ROOT / "README.md") if b.lang == "sh"]
+
+
+def test_readme_commands_are_what_ci_runs() -> None:
+    """.ci/run runs README's first two sh blocks: the first command, then the tests."""
+    first, tests = README_COMMANDS[:2]
+    assert first.startswith("python -m pip install -e '.[ipykernel]' && ")
+    assert first.endswith("sidecar run examples/tour.ipynb --show")
+    assert tests.endswith("python -m pytest")
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert "readme_command 1" in ci
+    assert "readme_command 2" in ci
+
+
+@pytest.mark.kernel
+@pytest.mark.timeout(VENV_TIMEOUT + 60)
+def test_readme_first_command_in_a_fresh_virtualenv(tmp_path: Path) -> None:
+    if os.environ.get("SIDECAR_README_FIRST_COMMAND_CHECKED"):
+        pytest.skip(".ci/run ran it in a fresh virtualenv of its own")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    # A copy of the project: the command writes examples/tour.out.ipynb.
+    project = tmp_path / "sidecar"
+    shutil.copytree(
+        ROOT,
+        project,
+        ignore=shutil.ignore_patterns(
+            ".git", ".nox", ".venv", ".ci", "build", "dist", "*.out.ipynb", "__pycache__"
+        ),
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+
+    def bash(command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", "-c", command],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=VENV_TIMEOUT,
+        )
+
+    upgraded = bash("python -m pip install -q --upgrade pip")
+    if upgraded.returncode != 0:
+        pytest.skip(f"no package index to install from:\n{upgraded.stderr[-2000:]}")
+    done = bash(README_COMMANDS[0])
+    assert done.returncode == 0, f"--- stdout ---\n{done.stdout}\n--- stderr ---\n{done.stderr}"
+    assert "hello, world (2/2)\n" in done.stdout
+    assert "still running after the expected error\n" in done.stdout
 
 
 def test_every_block_has_a_language() -> None:
