@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import platform
 import signal
 import sys
@@ -307,11 +308,14 @@ def _parser() -> _Parser:
     )
     run_code.add_argument("code", help="the code to run, or - to read it from stdin")
     run_code.add_argument("--kernel", default="python3", help="kernelspec name (python3)")
-    run_code.add_argument("--timeout", type=_seconds, help="seconds before giving up")
+    run_code.add_argument(
+        "--timeout", type=_seconds, metavar="SECONDS", help="seconds before giving up"
+    )
     run_code.add_argument(
         "--start-timeout",
         type=_seconds,
         default=60.0,
+        metavar="SECONDS",
         help="seconds the kernel may take to start (60)",
     )
     _add_bench(commands)
@@ -336,8 +340,8 @@ def _add_run(commands: Any) -> None:
     out.add_argument(
         "-o",
         "--output",
-        type=Path,
-        help="output notebook (a directory with several); default NAME.out.ipynb beside each",
+        help="output notebook (a directory with several, or ending in /); "
+        "default NAME.out.ipynb beside each",
     )
     out.add_argument("--inplace", action="store_true", help="overwrite the input notebooks")
     out.add_argument(
@@ -423,7 +427,7 @@ def _add_run(commands: Any) -> None:
         help="also skip cells tagged TAG (repeatable; skip-execution always is)",
     )
     execution.add_argument(
-        "--cwd", type=Path, help="kernel working directory (default: the notebook's)"
+        "--cwd", type=Path, metavar="DIR", help="kernel working directory (default: the notebook's)"
     )
     execution.add_argument(
         "-j", "--jobs", type=_count(1), default=1, help="notebooks run at once (1)"
@@ -481,7 +485,10 @@ def _add_bench(commands: Any) -> None:
     )
     timing.add_argument("--kernel", default="python3", help="kernelspec name (python3)")
     timing.add_argument(
-        "--timeout", type=_seconds, help="seconds a run (a notebook's cell) may take"
+        "--timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="seconds a run (a notebook's cell) may take",
     )
     timing.add_argument("--json", action="store_true", help="print JSON, every run included")
 
@@ -633,9 +640,16 @@ def _prepare_run(
         *(ParameterSource("-y", text) for text in args.parameters_yaml),
         *(ParameterSource("-b", text) for text in args.parameters_base64),
     ]
+    output = None if args.output is None else Path(args.output)
+    if output is not None and args.output.endswith(("/", os.sep)):
+        # `-o DIR/` names a directory even for one notebook.
+        try:
+            output.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise _UsageError(f"-o {args.output}: cannot create it: {e.strerror or e}") from None
     try:
         parameters = collect_parameters(given)
-        results = plan_runs(args.notebooks, output=args.output, inplace=args.inplace)
+        results = plan_runs(args.notebooks, output=output, inplace=args.inplace)
     except (ParameterError, RunRefused) as e:
         raise _UsageError(str(e)) from None
     if args.cwd is not None and not args.cwd.is_dir():

@@ -318,11 +318,15 @@ def test_several_notebooks_report_in_the_given_order_without_colours(
     ]
 
 
-def test_report_mode_and_start_timeout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_mode_and_start_timeout(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
     path = write(tmp_path / "r.ipynb", new_code_cell("1"))
-    status, _, err = run_main(capsys, "run", str(path), "--report-mode", "-q")
+    # A trailing slash makes -o a directory, for one notebook too.
+    status, _, err = run_main(capsys, "run", str(path), "--report-mode", "-q", "-o", "out/")
     assert status == 0, err
-    written = json.loads((tmp_path / "r.out.ipynb").read_text())
+    written = json.loads((Path("out") / "r.ipynb").read_text())
     assert written["cells"][0]["metadata"]["jupyter"] == {"source_hidden": True}
     status, _, err = run_main(capsys, "run", str(path), "--start-timeout", "0.001", "-q")
     assert status == 1
