@@ -164,7 +164,23 @@ def _bin_dir() -> Path:
     return bin_dir
 
 
-def _run_script(block: Block, bin_dir: Path) -> subprocess.CompletedProcess[str]:
+@dataclass
+class Ran:
+    """What running a block did: its process, and the files it left behind."""
+
+    done: subprocess.CompletedProcess[str]
+    left: list[str]
+
+
+def _files_left(scratch: Path, before: set[Path]) -> list[str]:
+    return sorted(
+        str(path.relative_to(scratch))
+        for path in scratch.rglob("*")
+        if path.is_file() and path not in before
+    )
+
+
+def _run_script(block: Block, bin_dir: Path) -> Ran:
     scratch = _scratch_dir()
     try:
         if block.lang == "sh":
@@ -173,6 +189,7 @@ def _run_script(block: Block, bin_dir: Path) -> subprocess.CompletedProcess[str]
             script = scratch / "example.py"
             script.write_text(block.code, encoding="utf-8")
             argv = [sys.executable, str(script)]
+        before = set(scratch.rglob("*"))
         env = dict(os.environ)
         env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
@@ -194,14 +211,15 @@ def _run_script(block: Block, bin_dir: Path) -> subprocess.CompletedProcess[str]
             os.killpg(process.pid, signal.SIGKILL)
             stdout, stderr = process.communicate()
             stderr += f"\n[killed after {SCRIPT_TIMEOUT} s]"
-            return subprocess.CompletedProcess(argv, -9, stdout, stderr)
-        return subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
+            return Ran(subprocess.CompletedProcess(argv, -9, stdout, stderr), [])
+        done = subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
+        return Ran(done, _files_left(scratch, before))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
-def scripts(request: pytest.FixtureRequest) -> Iterator[dict[str, concurrent.futures.Future]]:
+def scripts(request: pytest.FixtureRequest) -> Iterator[dict[str, concurrent.futures.Future[Ran]]]:
     """Start every selected example script, a few at a time; their futures by block id."""
     selected = {
         item.callspec.params["block"].id
@@ -248,7 +266,7 @@ def _check_output(block: Block, stdout: str) -> None:
 @pytest.mark.parametrize("block", RUNNABLE, ids=[b.id for b in RUNNABLE])
 def test_example_runs(
     block: Block,
-    scripts: dict[str, concurrent.futures.Future],
+    scripts: dict[str, concurrent.futures.Future[Ran]],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -259,16 +277,36 @@ def test_example_runs(
     if block.lang == "sh" and not _shell_commands(block):
         pytest.skip("only installs the project or runs the test suite")
     if block.is_script:
-        done = scripts[block.id].result()
+        ran = scripts[block.id].result()
+        done = ran.done
         assert done.returncode == 0, (
             f"{block.id} failed (exit {done.returncode})\n"
             f"--- stdout ---\n{done.stdout}\n--- stderr ---\n{done.stderr}"
         )
         _check_output(block, done.stdout)
+        _check_ignored(block, ran.left)
         return
     monkeypatch.chdir(tmp_path)
     exec(compile(block.code, block.id, "exec"), {"__name__": "__main__"})
     _check_output(block, capsys.readouterr().out)
+    _check_ignored(block, _files_left(tmp_path, set()))
+
+
+def _check_ignored(block: Block, left: list[str]) -> None:
+    """What an example leaves, run from the repository's root, git ignores."""
+    if not left or shutil.which("git") is None or not (ROOT / ".git").exists():
+        return
+    checked = subprocess.run(
+        ["git", "check-ignore", "--no-index", "--stdin"],
+        cwd=ROOT,
+        input="\n".join(left),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    ignored = set(checked.stdout.splitlines())
+    kept = [path for path in left if path not in ignored]
+    assert not kept, f"{block.id} leaves files .gitignore does not cover: {kept}"
 
 
 @pytest.mark.parametrize("block", HELP, ids=[b.id for b in HELP])
