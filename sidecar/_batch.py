@@ -18,7 +18,8 @@ import copy
 import logging
 import os
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Final, Literal, final
 
@@ -38,6 +39,7 @@ __all__ = [
     "RunEvents",
     "RunOptions",
     "RunRefused",
+    "check_inputs",
     "kernel_arguments",
     "plan_runs",
     "run_files",
@@ -158,13 +160,7 @@ def plan_runs(
             used, or two runs would write the same file (or one would write
             over a notebook that is still to be run).
     """
-    for path in paths:
-        if not path.exists():
-            raise RunRefused(f"no such notebook: {path}")
-        if path.is_dir():
-            raise RunRefused(f"{path} is a directory, not a notebook")
-        if not os.access(path, os.R_OK):
-            raise RunRefused(f"{path}: permission denied")
+    check_inputs(paths)
     many = len(paths) > 1
     if output is not None:
         _check_output(output, many=many)
@@ -176,6 +172,17 @@ def plan_runs(
     ]
     _check_clashes(results, inplace=inplace)
     return results
+
+
+def check_inputs(paths: Sequence[Path]) -> None:
+    """RunRefused unless every path is a file sidecar may read."""
+    for path in paths:
+        if not path.exists():
+            raise RunRefused(f"no such notebook: {path}")
+        if path.is_dir():
+            raise RunRefused(f"{path} is a directory, not a notebook")
+        if not os.access(path, os.R_OK):
+            raise RunRefused(f"{path}: permission denied")
 
 
 def _check_output(output: Path, *, many: bool) -> None:
@@ -405,7 +412,8 @@ class _Run:
         return str(error)
 
 
-async def _read(run: _Run) -> Notebook:
+async def _prepare(run: _Run) -> Notebook:
+    """Read the notebook, check it, warn about its parameters, choose the hooks."""
     result, options = run.result, run.options
     notebook = await anyio.to_thread.run_sync(read_notebook, result.path)
     has_timeouts = _check_cell_timeouts(notebook)
@@ -437,7 +445,7 @@ async def _run_one(run: _Run, turn: _Turns, index: int) -> None:
     has_turn = False
     try:
         try:
-            notebook = await _read(run)
+            notebook = await _prepare(run)
         except (NotebookError, OSError) as e:
             result.status = "invalid"
             result.error = str(e) if isinstance(e, NotebookError) else f"{result.path}: {e}"
@@ -506,36 +514,19 @@ class _Turns:
 
     def skip(self, index: int) -> None:
         """Notebook ``index`` will not ask for a slot: let the next one queue."""
-        self._after(index).set()
+        self._queued[index + 1].set()
 
-    def _after(self, index: int) -> anyio.Event:
-        return self._queued[index + 1]
-
-    def slot(self, index: int) -> _Slot:
-        return _Slot(self, index)
-
-    async def _acquire(self, index: int) -> None:
+    @asynccontextmanager
+    async def slot(self, index: int) -> AsyncIterator[None]:
         await self._queued[index].wait()
         try:
             await self._slots.acquire()
         finally:
-            self._after(index).set()
-
-    def _release(self) -> None:
-        self._slots.release()
-
-
-@final
-class _Slot:
-    def __init__(self, turns: _Turns, index: int) -> None:
-        self._turns = turns
-        self._index = index
-
-    async def __aenter__(self) -> None:
-        await self._turns._acquire(self._index)
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self._turns._release()
+            self.skip(index)
+        try:
+            yield
+        finally:
+            self._slots.release()
 
 
 async def run_planned(

@@ -37,6 +37,7 @@ from ._batch import (
     NotebookResult,
     RunOptions,
     RunRefused,
+    check_inputs,
     plan_runs,
     run_planned,
 )
@@ -209,23 +210,21 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(f"{message} (see '{self.prog} --help')")
 
 
-def _seconds(text: str) -> float:
-    """A number of seconds > 0."""
+def _seconds(text: str, *, zero: bool = False) -> float:
+    """A number of seconds > 0 (>= 0 with ``zero``)."""
     try:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
+    if not (math.isfinite(value) and (value > 0 or (zero and value == 0))):
+        least = ">= 0" if zero else "> 0"
+        raise argparse.ArgumentTypeError(f"expected a number of seconds {least}, got {text!r}")
     return value
 
 
-def _seconds_or_zero(text: str) -> float:
-    """A number of seconds >= 0."""
-    return 0.0 if text.strip() in ("0", "0.0") else _seconds(text)
-
-
 def _count(least: int) -> Callable[[str], int]:
+    """A whole number >= ``least``."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -235,7 +234,6 @@ def _count(least: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"expected a whole number >= {least}, got {text!r}")
         return value
 
-    parse.__name__ = f"whole number >= {least}"
     return parse
 
 
@@ -346,7 +344,7 @@ def _add_run(commands: Any) -> None:
     out.add_argument("--inplace", action="store_true", help="overwrite the input notebooks")
     out.add_argument(
         "--save-every",
-        type=_seconds_or_zero,
+        type=partial(_seconds, zero=True),
         metavar="SECONDS",
         help="also write the output after a cell once SECONDS passed since the last write "
         "(0: after every cell)",
@@ -526,11 +524,10 @@ async def _run(
 
 
 def _check_readable(paths: Sequence[Path]) -> None:
-    for path in paths:
-        if not path.exists():
-            raise _UsageError(f"no such notebook: {path}")
-        if path.is_dir():
-            raise _UsageError(f"{path} is a directory, not a notebook")
+    try:
+        check_inputs(paths)
+    except RunRefused as e:
+        raise _UsageError(str(e)) from None
 
 
 def _params(paths: Sequence[Path]) -> int:
@@ -640,6 +637,7 @@ def _prepare_run(
         *(ParameterSource("-y", text) for text in args.parameters_yaml),
         *(ParameterSource("-b", text) for text in args.parameters_base64),
     ]
+    _check_readable(args.notebooks)
     output = None if args.output is None else Path(args.output)
     if output is not None and args.output.endswith(("/", os.sep)):
         # `-o DIR/` names a directory even for one notebook.
