@@ -198,6 +198,19 @@ async def test_notebooks_start_in_the_given_order(tmp_path: Path, jobs: int) -> 
 
 @pytest.mark.kernel
 @pytest.mark.anyio
+async def test_seconds_leave_out_the_wait_for_a_slot(tmp_path: Path) -> None:
+    """The second notebook's kernel starts while the first runs; the time it
+    then waits for the one slot is not its own."""
+    slow = write(tmp_path / "slow.ipynb", new_code_cell("import time; time.sleep(3)"))
+    quick = write(tmp_path / "quick.ipynb", new_code_cell("1"))
+    first, second = await run_files([slow, quick], jobs=1)
+    assert (first.status, second.status) == ("ok", "ok")
+    assert first.seconds > 3
+    assert second.seconds < first.seconds - 1.5
+
+
+@pytest.mark.kernel
+@pytest.mark.anyio
 async def test_ipython_history_stays_in_memory(tmp_path: Path) -> None:
     """nbclient's "Check History in Memory" notebook, as a notebook run by sidecar."""
     path = write(
