@@ -9,16 +9,9 @@ from ._bench import (
     VariantLike as VariantLike,
     bench as bench,
 )
-from ._client import (
-    Handler as Handler,
-    Kernel as Kernel,
-    StdinCallback as StdinCallback,
-    connect as connect,
-    launch as launch,
-)
-from ._comms import Comm as Comm, Comms as Comms, CommTarget as CommTarget
-from ._connection import Connection as Connection, Statistics as Statistics
 from ._exceptions import (
+    AuthenticationError as AuthenticationError,
+    CommRefused as CommRefused,
     ConnectionFileError as ConnectionFileError,
     ExecutionError as ExecutionError,
     HandlerError as HandlerError,
@@ -33,11 +26,6 @@ from ._exceptions import (
     ReplayedMessage as ReplayedMessage,
     SidecarError as SidecarError,
     WireError as WireError,
-)
-from ._kernelspec import (
-    KernelSpec as KernelSpec,
-    find_kernelspecs as find_kernelspecs,
-    get_kernelspec as get_kernelspec,
 )
 from ._notebook import (
     Cell as Cell,
@@ -62,11 +50,27 @@ from ._notebook import (
     write_notebook as write_notebook,
 )
 from ._outputs import Outputs as Outputs, apply_stream_controls as apply_stream_controls
-from ._process import KernelProcess as KernelProcess
 from ._run import CellError as CellError, CellProgress as CellProgress, run_notebook as run_notebook
 from ._version import __version__ as __version__
+from .client._comms import Comm as Comm, Comms as Comms, CommTarget as CommTarget
+from .client._handlers import Handler as Handler
+from .client._kernel import (
+    Kernel as Kernel,
+    StdinCallback as StdinCallback,
+    connect as connect,
+    launch as launch,
+)
+from .client._widgets import Widgets as Widgets
+from .kernel._channels import Connection as Connection, Statistics as Statistics
+from .kernel._kernelspec import (
+    KernelSpec as KernelSpec,
+    find_kernelspecs as find_kernelspecs,
+    get_kernelspec as get_kernelspec,
+)
+from .kernel._process import KernelProcess as KernelProcess
 
 __all__ = [
+    "AuthenticationError",
     "BenchResult",
     "BenchSample",
     "BenchStats",
@@ -77,6 +81,7 @@ __all__ = [
     "CellProgress",
     "CodeCell",
     "Comm",
+    "CommRefused",
     "CommTarget",
     "Comms",
     "Connection",
@@ -110,6 +115,7 @@ __all__ = [
     "StdinCallback",
     "StreamOutput",
     "VariantLike",
+    "Widgets",
     "WireError",
     "__version__",
     "apply_stream_controls",

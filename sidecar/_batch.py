@@ -26,12 +26,12 @@ from typing import Any, Final, Literal, final
 import anyio
 import msgspec
 
-from ._client import launch
 from ._exceptions import KernelError, SidecarError
-from ._kernelspec import KernelSpec, get_kernelspec
 from ._notebook import CodeCell, Notebook, NotebookError, read_notebook, save_notebook
 from ._parameters import declared_parameters
 from ._run import CellError, CellProgress, run_notebook
+from .client._kernel import launch
+from .kernel._kernelspec import KernelSpec, get_kernelspec
 from .wire import Message
 
 __all__ = [

@@ -21,11 +21,11 @@ import anyio.abc
 import msgspec
 import sniffio
 
-from ._client import Kernel, launch
-from ._kernelspec import get_kernelspec
 from ._notebook import Notebook, NotebookError, read_notebook
 from ._run import run_notebook
-from ._util import open_task_group
+from ._task_groups import open_task_group
+from .client._kernel import Kernel, launch
+from .kernel._kernelspec import get_kernelspec
 from .wire import Message
 
 __all__ = [
@@ -325,6 +325,9 @@ class _KernelTimes:
         self.started: datetime | None = None
         self.replied: datetime | None = None
         self.end: datetime | None = None
+
+    def __call__(self, message: Message) -> None:
+        """Every other message: not needed."""
 
     def on_execute_reply(self, message: Message) -> None:
         value = message.metadata.get("started")

@@ -42,9 +42,7 @@ from ._batch import (
     run_planned,
 )
 from ._bench import BenchVariant, VariantLike, bench
-from ._client import launch
 from ._exceptions import ExecutionError, SidecarError
-from ._kernelspec import find_kernelspecs, get_kernelspec
 from ._notebook import NotebookError, read_notebook
 from ._parameters import (
     ParameterError,
@@ -52,9 +50,11 @@ from ._parameters import (
     collect_parameters,
     declared_parameters,
 )
+from ._task_groups import open_task_group
 from ._terminal import TerminalRun, print_message, strip_ansi
-from ._util import open_task_group
 from ._version import __version__
+from .client._kernel import launch
+from .kernel._kernelspec import find_kernelspecs, get_kernelspec
 from .wire import ErrorReply, Message
 
 log = logging.getLogger("sidecar.cli")

@@ -11,7 +11,8 @@ Who is to blame shapes the tree:
   The receive loops log and drop these; only code that calls the wire layer
   directly sees them raised.
 - :class:`ConnectionFileError`: a connection file is missing, unreadable or
-  lacks a field.
+  lacks a field; :class:`AuthenticationError`: its key is not the kernel's.
+- :class:`CommRefused`: the kernel refused a comm we opened.
 - :class:`KernelError`: the kernel process or its kernelspec: not found, failed
   to start, died, restarted under us, or broke the protocol (no reply).
 - :class:`ExecutionError`: the kernel ran the code and the code raised.
@@ -23,6 +24,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 __all__ = [
+    "AuthenticationError",
+    "CommRefused",
     "ConnectionFileError",
     "ExecutionError",
     "HandlerError",
@@ -67,6 +70,29 @@ class ReplayedMessage(WireError):
 
 class ConnectionFileError(SidecarError, ValueError):
     """A connection file could not be read, or a field is missing or mistyped."""
+
+
+class AuthenticationError(SidecarError):
+    """The kernel signs its messages with another key than ours: every one failed verification.
+
+    Raised while connecting, in a few seconds, instead of waiting for a reply
+    that would be dropped.  The message names where the key came from.
+    """
+
+
+class CommRefused(SidecarError):
+    """The kernel closed a comm as we opened it: no such target, or the target raised.
+
+    Attributes:
+        target_name: the comm target asked for.
+    """
+
+    def __init__(self, target_name: str) -> None:
+        self.target_name = target_name
+        super().__init__(
+            f"the kernel closed the comm to target {target_name!r} as it opened it "
+            "(no such target is registered in the kernel, or its handler raised)"
+        )
 
 
 class KernelError(SidecarError):

@@ -21,10 +21,10 @@ from typing import Any, Final, final
 
 import msgspec
 
-from ._client import Kernel
 from ._exceptions import ExecutionError
 from ._notebook import CodeCell, Notebook, new_code_cell, outputs_from_dicts
 from ._outputs import Outputs
+from .client._kernel import Kernel
 from .wire import ErrorReply, Message
 
 __all__ = ["CellError", "CellProgress", "parameters_source", "run_notebook"]
@@ -190,7 +190,7 @@ async def run_notebook(
     finally:
         for recorder in recorders:
             recorder.cell.outputs = outputs_from_dicts(recorder.outputs.outputs)
-        widgets = kernel.comms.widgets_metadata()
+        widgets = kernel.widgets.metadata()
         if widgets is not None:
             notebook.metadata["widgets"] = widgets
     return notebook

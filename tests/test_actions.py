@@ -187,7 +187,6 @@ async def test_comm_round_trip_with_a_target_in_the_kernel(kernel: sidecar.Kerne
         "        comm.send({'echo': msg['content']['data']})\n"
         "get_ipython().kernel.comm_manager.register_target('echo', _echo_target)"
     )
-    comm = await kernel.comms.open("echo", {"hello": 1})
     received = anyio.Event()
     got: list[dict[str, Any]] = []
 
@@ -196,7 +195,10 @@ async def test_comm_round_trip_with_a_target_in_the_kernel(kernel: sidecar.Kerne
         if len(got) == 2:
             received.set()
 
-    comm.on_msg(on_msg)
+    comm = await kernel.comms.open("echo", {"hello": 1}, on_msg=on_msg)
+    # open() returns once the kernel has handled the comm_open: the target's
+    # first message is in already.
+    assert got == [{"opened_with": {"hello": 1}}]
     await comm.send({"ping": 2})
     with anyio.fail_after(10):
         await received.wait()
@@ -219,8 +221,8 @@ async def test_comm_opened_by_the_kernel_reaches_a_registered_target(
     )
     assert len(opened) == 1
     assert opened[0].target_name == "from-kernel"
-    assert kernel.comms.widget_state[opened[0].comm_id] == {"_model_name": "M", "v": 2}
-    metadata = kernel.comms.widgets_metadata()
+    assert kernel.widgets.state[opened[0].comm_id] == {"_model_name": "M", "v": 2}
+    metadata = kernel.widgets.metadata()
     assert metadata is not None
     state = metadata["application/vnd.jupyter.widget-state+json"]["state"]
     assert state[opened[0].comm_id]["model_name"] == "M"
@@ -448,7 +450,7 @@ async def test_output_widget_captures_outputs_into_its_state(kernel: sidecar.Ker
     assert cell.text() == "in the cell\n"
     outputs = [
         state["outputs"]
-        for state in kernel.comms.widget_state.values()
+        for state in kernel.widgets.state.values()
         if state.get("_model_name") == "OutputModel" and state.get("outputs")
     ]
     assert outputs == [
@@ -465,3 +467,107 @@ async def test_output_widget_captures_outputs_into_its_state(kernel: sidecar.Ker
     reply = await kernel.execute("print(len(out.outputs))", handlers=[cell])
     assert isinstance(reply, ExecuteReply)
     assert cell.text().endswith("2\n")
+
+
+async def test_comm_data_that_is_not_an_object(kernel: sidecar.Kernel) -> None:
+    """ipykernel sends whatever comm.send() was given: a string, a list."""
+    await kernel.execute(
+        "def _plain_target(comm, open_msg):\n"
+        "    comm.send('connected')\n"
+        "    @comm.on_msg\n"
+        "    def _(msg):\n"
+        "        comm.send([msg['content']['data'], 'back'])\n"
+        "get_ipython().kernel.comm_manager.register_target('plain', _plain_target)"
+    )
+    got: list[Any] = []
+    echoed = anyio.Event()
+
+    def on_msg(message: Message) -> None:
+        got.append(message.content.data)
+        if len(got) == 2:
+            echoed.set()
+
+    comm = await kernel.comms.open("plain", "hello", on_msg=on_msg)
+    await comm.send("ping")
+    with anyio.fail_after(10):
+        await echoed.wait()
+    assert got == ["connected", ["ping", "back"]]
+    await comm.close("bye")
+    # A comm the kernel opens with plain data reaches its target too.
+    opened: list[Any] = []
+    kernel.comms.register_target("plain-from-kernel", lambda c, m: opened.append(m.content.data))
+    await kernel.execute(
+        "from comm import create_comm\n"
+        "c2 = create_comm(target_name='plain-from-kernel', data='just text')\n"
+        "c2.send(42)"
+    )
+    assert opened == ["just text"]
+    assert kernel.connection.statistics().dropped_malformed == 0
+
+
+async def test_opening_a_comm_to_no_target_is_refused(kernel: sidecar.Kernel) -> None:
+    with anyio.fail_after(10), pytest.raises(sidecar.CommRefused) as refused:
+        await kernel.comms.open("no-such-target", {"x": 1})
+    assert refused.value.target_name == "no-such-target"
+    assert len([c for c in ("no-such-target",) if c in kernel.comms]) == 0
+
+
+async def test_every_request_method_takes_handlers(kernel: sidecar.Kernel) -> None:
+    seen: dict[str, list[str]] = {}
+
+    def recorder(name: str) -> Any:
+        seen[name] = []
+        return lambda message: seen[name].append(message.msg_type)
+
+    await kernel.kernel_info(handlers=[recorder("kernel_info")])
+    await kernel.kernel_info(channel="control", handlers=[recorder("kernel_info_control")])
+    await kernel.complete("impo", handlers=[recorder("complete")])
+    await kernel.inspect("print", handlers=[recorder("inspect")])
+    await kernel.history("tail", n=1, handlers=[recorder("history")])
+    await kernel.is_complete("x = (", handlers=[recorder("is_complete")])
+    await kernel.comm_info(handlers=[recorder("comm_info")])
+    await kernel.list_subshell(handlers=[recorder("list_subshell")])
+    for name, kinds in seen.items():
+        reply = name.removesuffix("_control") + "_reply"
+        assert sorted(kinds) == sorted(["status", reply, "status"]), (name, kinds)
+
+
+async def test_kernel_wide_handlers_and_the_request_done_hook(kernel: sidecar.Kernel) -> None:
+    class Log:
+        def __init__(self) -> None:
+            self.messages: list[str] = []
+            self.done: list[tuple[str, str | None]] = []
+
+        def __call__(self, message: Message) -> None:
+            self.messages.append(message.msg_type)
+
+        async def on_request_done(self, request: Message, reply: Message | None) -> None:
+            await anyio.lowlevel.checkpoint()
+            self.done.append((request.msg_type, None if reply is None else reply.msg_type))
+
+    log = Log()
+    kernel.handlers.append(log)
+    try:
+        own: list[str] = []
+        await kernel.execute("print('hi')", handlers=[lambda m: own.append(m.msg_type)])
+        await kernel.complete("pri")
+    finally:
+        kernel.handlers.remove(log)
+    assert log.messages.count("stream") == 1
+    assert "complete_reply" in log.messages
+    assert own.count("stream") == 1
+    assert log.done == [
+        ("execute_request", "execute_reply"),
+        ("complete_request", "complete_reply"),
+    ]
+    # Cancelled: the kernel is interrupted, and the hook hears of the end with
+    # the interrupted execute's reply.
+    log.done.clear()
+    with anyio.move_on_after(0.5):
+        await kernel.execute("import time; time.sleep(5)", handlers=[log])
+    assert log.done == [("execute_request", "execute_reply")]
+    # A request that never gets its reply ends without one.
+    log.done.clear()
+    with anyio.move_on_after(0.5):
+        await kernel.request("shell", "no_such_request", handlers=[log])
+    assert log.done == [("no_such_request", None)]

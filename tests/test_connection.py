@@ -19,10 +19,11 @@ import pytest
 import zmq
 
 import sidecar
-from sidecar._client import Kernel
-from sidecar._connection import Connection, Inbox, open_connection
-from sidecar._kernelspec import find_kernelspecs, get_kernelspec
-from sidecar._zmq import AsyncSocket
+from sidecar.client._kernel import Kernel
+from sidecar.kernel._channels import Connection, Inbox, open_connection
+from sidecar.kernel._kernelspec import find_kernelspecs, get_kernelspec
+from sidecar.kernel._lifecycle import Event
+from sidecar.transport._socket import AsyncSocket
 from sidecar.wire import ConnectionInfo, ExecuteReply, Session, Status, Stream
 
 pytestmark = pytest.mark.anyio
@@ -170,7 +171,7 @@ async def test_idle_without_reply_fails_after_the_grace_period(tmp_path: Path) -
 async def test_a_failed_connection_fails_waiting_and_later_requests(tmp_path: Path) -> None:
     async with peer_and_connection(tmp_path) as (_peer, conn):
         inbox = conn.register("waiting")
-        conn.fail(sidecar.KernelDied("gone", exit_code=9))
+        conn.handle(Event.PROCESS_EXITED, "gone", exit_code=9)
         with anyio.fail_after(1), pytest.raises(sidecar.KernelDied, match="exit code 9"):
             await inbox.get()
         with pytest.raises(sidecar.KernelDied):
@@ -182,7 +183,7 @@ async def test_a_failed_connection_fails_waiting_and_later_requests(tmp_path: Pa
 def test_python3_falls_back_to_this_interpreters_ipykernel(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from sidecar import _kernelspec
+    from sidecar.kernel import _kernelspec
 
     monkeypatch.setattr(_kernelspec, "kernel_dirs", lambda: [])
     assert "python3" in find_kernelspecs()

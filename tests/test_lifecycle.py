@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import stat
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -15,6 +16,7 @@ from typing import TypeVar
 
 import anyio
 import pytest
+from conftest import kernel_processes_of
 from jupyter_client.blocking import BlockingKernelClient
 from jupyter_client.manager import KernelManager
 
@@ -57,6 +59,12 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def _stdout(messages: list[Message]) -> str:
@@ -112,7 +120,7 @@ async def test_launch_answers_kernel_info_and_cleans_up() -> None:
         assert files is not None
         connection_file = files.connection_file
         assert stat.S_IMODE(connection_file.stat().st_mode) == 0o600
-        assert json.loads(connection_file.read_text())["transport"] == "ipc"
+        assert json.loads(connection_file.read_text())["transport"] == "tcp"
         reply = await kernel.kernel_info()
         assert isinstance(reply, KernelInfoReply)
     assert not _alive(pid)
@@ -146,9 +154,11 @@ async def test_first_output_of_fresh_kernels_is_never_lost() -> None:
 
 
 @asynccontextmanager
-async def _kernel_started_by_jupyter_client(tmp_path: Path) -> AsyncIterator[KernelManager]:
+async def _kernel_started_by_jupyter_client(
+    tmp_path: Path, kernel_name: str = "python3"
+) -> AsyncIterator[KernelManager]:
     """A kernel that jupyter_client's (blocking) KernelManager owns, not us."""
-    manager = KernelManager(kernel_name="python3")
+    manager = KernelManager(kernel_name=kernel_name)
     manager.connection_file = str(tmp_path / "kernel.json")
     await anyio.to_thread.run_sync(_oracle(manager.start_kernel))
     try:
@@ -243,18 +253,33 @@ async def test_heartbeat_notices_death_of_a_kernel_we_do_not_own(tmp_path: Path)
 async def test_cancelling_mid_execute_leaves_no_process_and_no_file() -> None:
     pid = None
     connection_file = None
-    with anyio.move_on_after(2) as scope:
+    with anyio.CancelScope() as scope:
         async with sidecar.launch("python3") as kernel:
             assert kernel.process is not None
             pid = kernel.process.pid
             assert kernel._files is not None
             connection_file = kernel._files.connection_file
+            # Cancelled mid-execute, however long the kernel took to start.
+            scope.deadline = anyio.current_time() + 0.5
             await kernel.execute("import time; time.sleep(60)")
     assert scope.cancelled_caught
     assert pid is not None
     assert connection_file is not None
     assert not _alive(pid)
     assert not connection_file.exists()
+
+
+async def test_cancelling_while_the_kernel_starts_is_quick_and_leaves_nothing() -> None:
+    """A kernel cancelled while starting was never asked to shut down: it is
+    terminated at once (it used to get 2.5 s to leave by itself)."""
+    for delay in (0.05, 0.2):  # ipykernel needs longer than this to start
+        with anyio.CancelScope() as scope:
+            scope.deadline = anyio.current_time() + delay
+            async with sidecar.launch("python3"):
+                await anyio.sleep_forever()
+        assert scope.cancelled_caught
+        assert anyio.current_time() - scope.deadline < 1.0
+    assert not kernel_processes_of(os.getpid())
 
 
 async def test_error_in_the_body_propagates_unwrapped_and_stops_the_kernel() -> None:
@@ -411,13 +436,101 @@ async def test_restart_by_someone_else_fails_waiting_requests(tmp_path: Path) ->
             assert kernel.connection.kernel_session != old_session
 
 
+def _slow_starting_kernelspec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A kernelspec whose kernel sleeps $SIDECAR_TEST_SLOW_START seconds before it binds."""
+    spec_dir = tmp_path / "kernels" / "slowpy"
+    spec_dir.mkdir(parents=True)
+    code = (
+        "import os, sys, time; time.sleep(float(os.environ.get('SIDECAR_TEST_SLOW_START', 0)));"
+        " from ipykernel.kernelapp import launch_new_instance; launch_new_instance()"
+    )
+    argv = [sys.executable, "-c", code, "-f", "{connection_file}"]
+    (spec_dir / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "slow"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
+    return "slowpy"
+
+
+async def test_a_restart_by_someone_else_slower_than_the_heartbeat_is_survived(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another manager restarts the kernel, and the new one binds 3 s later:
+    the heartbeat is lost meanwhile.  Not final for a kernel we do not own:
+    the waiting request fails, new ones fail at once while it is lost, and
+    the new kernel is served once it answers."""
+    name = _slow_starting_kernelspec(tmp_path, monkeypatch)
+    async with _kernel_started_by_jupyter_client(tmp_path, name) as manager:
+        async with sidecar.connect(manager.connection_file, heartbeat_interval=0.5) as kernel:
+            await kernel.execute("marker = 1")
+            env = {**os.environ, "SIDECAR_TEST_SLOW_START": "3"}
+            restart = _oracle(lambda: manager.restart_kernel(now=True, env=env))
+            failures: list[BaseException] = []
+
+            async def waiting() -> None:
+                try:
+                    await kernel.execute("import time; time.sleep(60)")
+                except (sidecar.KernelDied, sidecar.KernelRestarted) as e:
+                    failures.append(e)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(waiting)
+                await anyio.sleep(0.3)
+                await anyio.to_thread.run_sync(restart)
+            assert failures, "the waiting request did not fail"
+            with anyio.fail_after(5):
+                while kernel.state != "lost":
+                    await anyio.sleep(0.05)
+            started = anyio.current_time()
+            with pytest.raises(sidecar.KernelDied):
+                await kernel.execute("1")
+            assert anyio.current_time() - started < 0.5
+            with anyio.fail_after(30):
+                while kernel.state != "ready":
+                    await anyio.sleep(0.05)
+            outputs = sidecar.Outputs()
+            reply = await kernel.execute("'marker' in globals()", handlers=[outputs])
+            assert isinstance(reply, ExecuteReply)
+            assert outputs.outputs[-1]["data"]["text/plain"] == "False"
+
+
+async def test_a_wrong_key_is_named_within_seconds(tmp_path: Path) -> None:
+    async with _kernel_started_by_jupyter_client(tmp_path) as manager:
+        fields = json.loads(Path(manager.connection_file).read_text())
+        fields["key"] = "not-the-kernels-key"
+        wrong = tmp_path / "wrong-key.json"
+        wrong.write_text(json.dumps(fields))
+        started = anyio.current_time()
+        with anyio.fail_after(15), pytest.raises(sidecar.AuthenticationError) as failed:
+            async with sidecar.connect(wrong):
+                pass
+        assert str(wrong) in str(failed.value)
+        assert "key" in str(failed.value)
+        assert anyio.current_time() - started < 10
+
+
+async def test_connecting_to_nothing_says_nothing_answers(tmp_path: Path) -> None:
+    info = sidecar.wire.ConnectionInfo(
+        transport="tcp",
+        ip="127.0.0.1",
+        shell_port=_free_port(),
+        iopub_port=_free_port(),
+        stdin_port=_free_port(),
+        control_port=_free_port(),
+        hb_port=_free_port(),
+    )
+    path = tmp_path / "nobody.json"
+    sidecar.wire.write_connection_file(info, path)
+    with anyio.fail_after(10), pytest.raises(TimeoutError, match="is the kernel running"):
+        async with sidecar.connect(path, ready_timeout=1):
+            pass
+
+
 async def test_kernel_that_cannot_bind_is_retried_on_fresh_ports(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Another process takes a port between our pick and the kernel's bind."""
     import socket
 
-    from sidecar import _process
+    from sidecar.kernel import _process
 
     squatter = socket.socket()
     squatter.bind(("127.0.0.1", 0))

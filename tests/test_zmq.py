@@ -9,7 +9,7 @@ import anyio
 import pytest
 import zmq
 
-from sidecar._zmq import AsyncSocket
+from sidecar.transport._socket import AsyncSocket
 
 pytestmark = pytest.mark.anyio
 

@@ -181,7 +181,7 @@ class SidecarReference(griffe.Extension):
     def _public_paths(self, collection: griffe.ModulesCollection) -> dict[str, str]:
         """Canonical path -> public path of everything the API reference documents.
 
-        That is the exported names (``sidecar._client.Kernel`` ->
+        That is the exported names (``sidecar.client._kernel.Kernel`` ->
         ``sidecar.Kernel``; the first namespace wins for a name both export)
         and the public members of the exported classes.
         """

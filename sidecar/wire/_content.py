@@ -268,7 +268,12 @@ class KernelInfoRequest(_Content):
 
 
 class LanguageInfo(msgspec.Struct, kw_only=True):
-    """The ``language_info`` of a kernel_info reply (a notebook's metadata keeps it)."""
+    """The ``language_info`` of a kernel_info reply (a notebook's metadata keeps it).
+
+    Only ``name`` is required by the spec, and kernels differ in what else they
+    send.  ``codemirror_mode`` falls back to the language name, as frontends
+    do when a kernel (e.g. Deno's) leaves it out.
+    """
 
     name: str = ""
     version: str = ""
@@ -277,6 +282,10 @@ class LanguageInfo(msgspec.Struct, kw_only=True):
     pygments_lexer: str | UnsetType = UNSET
     codemirror_mode: str | JSON | UnsetType = UNSET
     nbconvert_exporter: str | UnsetType = UNSET
+
+    def __post_init__(self) -> None:
+        if self.codemirror_mode is UNSET and self.name:
+            self.codemirror_mode = self.name
 
 
 class HelpLink(msgspec.Struct, kw_only=True):
@@ -461,11 +470,15 @@ class IopubWelcome(_Content):
 
 
 class CommOpen(_Content):
-    """``comm_open`` (shell or iopub): open comm ``comm_id`` to ``target_name``."""
+    """``comm_open`` (shell or iopub): open comm ``comm_id`` to ``target_name``.
+
+    ``data`` of the comm messages is any JSON value: the spec says a dict, but
+    ipykernel sends whatever ``comm.send(...)`` was given (a string, a list).
+    """
 
     comm_id: str
     target_name: str
-    data: JSON = {}
+    data: Any = {}
     target_module: str | UnsetType | None = UNSET
 
 
@@ -473,14 +486,14 @@ class CommMsg(_Content):
     """``comm_msg`` (shell or iopub): data for the other side of comm ``comm_id``."""
 
     comm_id: str
-    data: JSON = {}
+    data: Any = {}
 
 
 class CommClose(_Content):
     """``comm_close`` (shell or iopub): close comm ``comm_id``."""
 
     comm_id: str
-    data: JSON = {}
+    data: Any = {}
 
 
 # -- stdin ---------------------------------------------------------------------

@@ -80,6 +80,7 @@ class Header(msgspec.Struct, kw_only=True, frozen=True, gc=False):
 
 _header_decoder: Final = msgspec.json.Decoder(Header)
 _dict_decoder: Final = msgspec.json.Decoder(dict[str, Any])
+_null_decoder: Final = msgspec.json.Decoder(None)
 _encoder: Final = msgspec.json.Encoder()
 _content_decoders: Final[dict[str, msgspec.json.Decoder[Any]]] = {
     name: msgspec.json.Decoder(t) for name, t in CONTENT_TYPES.items()
@@ -199,14 +200,7 @@ class Message:
         if content is _NOT_DECODED:
             raw = self._raw_content
             assert raw is not None
-            decoder = _content_decoders.get(self.header.msg_type, _dict_decoder)
-            try:
-                content = decoder.decode(raw)
-            except _DECODE_ERRORS as e:
-                raise MalformedMessage(
-                    f"content frame of {self.header.msg_type!r} message: {e}"
-                ) from None
-            self._content = content
+            content = self._content = _decode_content(self.header.msg_type, raw)
         return content
 
     @property
@@ -226,7 +220,10 @@ class Message:
                 try:
                     metadata = _dict_decoder.decode(raw)
                 except _DECODE_ERRORS as e:
-                    raise MalformedMessage(f"metadata frame: {e}") from None
+                    # ``null`` is read as no metadata, as jupyter_client reads it.
+                    if not _is_null(raw):
+                        raise MalformedMessage(f"metadata frame: {e}") from None
+                    metadata = {}
             self._metadata = metadata
         return metadata  # type: ignore[no-any-return]
 
@@ -261,6 +258,37 @@ class Message:
     def __repr__(self) -> str:
         parent = f", parent={self.parent_id!r}" if self.parent_header is not None else ""
         return f"<Message {self.msg_type} {self.msg_id!r}{parent}>"
+
+
+def _decode_content(msg_type: str, raw: Frame) -> Any:
+    decoder = _content_decoders.get(msg_type, _dict_decoder)
+    try:
+        return decoder.decode(raw)
+    except _DECODE_ERRORS as e:
+        error = e
+    # Some kernels leave ``status`` out of a successful reply (the spec's
+    # kernel_info_reply did not always have it); jupyter_client does not
+    # care, so a reply without one is read as ``status: ok``.
+    if msg_type.endswith("_reply") and msg_type in _content_decoders:
+        try:
+            fields = _dict_decoder.decode(raw)
+        except _DECODE_ERRORS:
+            pass
+        else:
+            if "status" not in fields:
+                try:
+                    return msgspec.convert({**fields, "status": "ok"}, CONTENT_TYPES[msg_type])
+                except msgspec.ValidationError as e:
+                    error = e
+    raise MalformedMessage(f"content frame of {msg_type!r} message: {error}") from None
+
+
+def _is_null(frame: Frame) -> bool:
+    try:
+        _null_decoder.decode(frame)
+    except _DECODE_ERRORS:
+        return False
+    return True
 
 
 def _encode(what: str, msg_type: str, value: Any) -> bytes:
@@ -423,12 +451,17 @@ def _decode_parent(frame: Frame) -> Header | None:
     try:
         return _header_decoder.decode(frame)
     except _DECODE_ERRORS as e:
-        # Some kernels send "{ }" or other spellings of an empty object.
+        # Some kernels send "{ }" or other spellings of an empty object, and
+        # some (xeus-python) send ``null`` for no parent; jupyter_client reads
+        # both as an empty parent.
         try:
             if not _dict_decoder.decode(frame):
                 return None
         except _DECODE_ERRORS:
-            pass
+            try:
+                return _null_decoder.decode(frame)
+            except _DECODE_ERRORS:
+                pass
         raise MalformedMessage(f"parent_header frame: {e}") from None
 
 

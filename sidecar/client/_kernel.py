@@ -15,15 +15,17 @@ slow handler slows only its own action.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
-import sys
-import types
-import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import AbstractContextManager, AsyncExitStack, asynccontextmanager, nullcontext
+from contextlib import (
+    AbstractContextManager,
+    AsyncExitStack,
+    asynccontextmanager,
+    nullcontext,
+    suppress,
+)
 from typing import Any, Final, Literal, TypeAlias, final
 
 import anyio
@@ -32,21 +34,23 @@ import msgspec
 import zmq
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from ._comms import Comms
-from ._connection import Channel, Connection, Inbox, open_connection
-from ._exceptions import (
+from .._exceptions import (
+    AuthenticationError,
     ExecutionError,
     HandlerError,
     KernelDied,
+    KernelError,
     KernelRestarted,
     KernelStartError,
     NoReply,
+    WireError,
 )
-from ._kernelspec import KernelSpec, get_kernelspec
-from ._process import KernelFiles, KernelProcess, make_kernel_files, start_kernel_process
-from ._request import RequestState
-from ._util import open_task_group
-from .wire import (
+from .._task_groups import open_task_group
+from ..kernel._channels import Channel, Connection, Inbox, open_connection
+from ..kernel._kernelspec import KernelSpec, get_kernelspec
+from ..kernel._lifecycle import Event, State
+from ..kernel._process import KernelFiles, KernelProcess, make_kernel_files, start_kernel_process
+from ..wire import (
     AbortedReply,
     CommInfoReply,
     CommInfoRequest,
@@ -77,15 +81,14 @@ from .wire import (
     ShutdownRequest,
     read_connection_file,
 )
+from ._comms import Comms
+from ._handlers import Handler, HeldHandler, deliver, hold, notify_done
+from ._request import RequestState, reply_type_of
+from ._widgets import OutputWidget, Widgets
 
-__all__ = ["Handler", "Kernel", "StdinCallback", "connect", "launch"]
+__all__ = ["Kernel", "StdinCallback", "connect", "launch"]
 
 log = logging.getLogger("sidecar")
-
-Handler: TypeAlias = Any
-"""A handler: a callable taking each :class:`~sidecar.wire.Message` (sync or
-async), or an object whose ``on_<msg_type>`` methods (sync or async) get the
-messages of that type; such an object's ``__call__``, if any, gets the rest."""
 
 StdinCallback: TypeAlias = Callable[[str, bool], Awaitable[str]]
 """Answers ``input()`` in the kernel: ``await callback(prompt, password)`` -> the text."""
@@ -99,73 +102,6 @@ _OUTPUT_TYPES: Final = frozenset(
 )
 
 
-_HeldHandler: TypeAlias = Callable[[], "Handler | None"]
-
-
-def _strong(handler: Handler) -> _HeldHandler:
-    return lambda: handler
-
-
-def _hold(handler: Handler) -> _HeldHandler:
-    """Keep a finished request's handler for late output, without keeping a collector alive.
-
-    A collector (an object with ``on_<msg_type>`` methods, such as
-    :class:`~sidecar.Outputs`) and a bound method are held weakly: once their
-    owner drops them nobody could see what they would collect, and holding
-    them would keep every output of the last requests in memory.  Anything
-    else (a function, a lambda, a ``functools.partial``, a callable object)
-    may act through its side effects alone, so it is held strongly.
-    """
-    try:
-        if isinstance(handler, types.MethodType):
-            return weakref.WeakMethod(handler)
-        if _is_collector(type(handler)):
-            return weakref.ref(handler)
-    except TypeError:  # no __weakref__ slot
-        pass
-    return _strong(handler)
-
-
-_COLLECTOR_TYPES: weakref.WeakKeyDictionary[type, bool] = weakref.WeakKeyDictionary()
-
-
-def _is_collector(cls: type) -> bool:
-    # Cached: dir() of a class costs more than the rest of a request's end.
-    known = _COLLECTOR_TYPES.get(cls)
-    if known is None:
-        names = dir(cls)
-        known = any(n.startswith("on_") and callable(getattr(cls, n, None)) for n in names)
-        _COLLECTOR_TYPES[cls] = known
-    return known
-
-
-def _dispatch_targets(handlers: Sequence[Handler], msg_type: str) -> list[Callable[..., Any]]:
-    targets = []
-    for handler in handlers:
-        method = getattr(handler, f"on_{msg_type}", None)
-        if method is not None:
-            targets.append(method)
-        elif callable(handler):
-            targets.append(handler)
-    return targets
-
-
-async def _call_handlers(
-    handlers: Sequence[Handler], message: Message, errors: list[Exception] | None
-) -> None:
-    if not handlers:
-        return
-    for target in _dispatch_targets(handlers, message.msg_type):
-        try:
-            result = target(message)
-            if inspect.isawaitable(result):
-                await result
-        except Exception as e:
-            log.exception("handler %r raised on %s", target, message.msg_type)
-            if errors is not None:
-                errors.append(e)
-
-
 @final
 class Kernel:
     """A connected kernel.  Get one from :func:`launch` or :func:`connect`.
@@ -175,7 +111,10 @@ class Kernel:
         info: the kernel_info reply it gave when it became ready.
         process: the kernel process when sidecar launched it, else None.
         spec: the kernelspec it was launched from, else None.
-        comms: the kernel's comms, comm targets and widget state.
+        comms: the kernel's comms and comm targets.
+        widgets: the state of its ipywidgets, kept as a frontend keeps it.
+        handlers: handlers given every message of every request, before the
+            request's own (e.g. a log of everything sent to this kernel).
         interrupt_mode: how :meth:`interrupt` interrupts: ``"signal"`` (SIGINT
             to the process group, for a kernel sidecar launched) or
             ``"message"`` (``interrupt_request`` on control).
@@ -204,9 +143,11 @@ class Kernel:
         self.interrupt_mode: Literal["signal", "message"] = interrupt_mode
         self.grace = grace
         self.info: KernelInfoReply | None = None
-        self._late: OrderedDict[str, list[_HeldHandler]] = OrderedDict()
+        self.handlers: list[Handler] = []
+        self._late: OrderedDict[str, list[HeldHandler]] = OrderedDict()
         self.comms: Final = Comms(self)
-        self._restarting = False
+        self.widgets: Final = Widgets(self._send_widget_update)
+        self._watching: anyio.CancelScope | None = None
 
     # -- properties ------------------------------------------------------------
 
@@ -249,7 +190,7 @@ class Kernel:
 
     async def request(
         self,
-        channel: Channel,
+        channel: Literal["shell", "control"],
         msg_type: str,
         content: Any = None,
         *,
@@ -260,33 +201,83 @@ class Kernel:
         stdin: StdinCallback | None = None,
         subshell_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        buffers: Sequence[bytes] = (),
     ) -> Any:
         """Send any request and wait until it is done; the reply's content.
 
         The building block of every request method; use it for message types
-        sidecar has no method for.
+        sidecar has no method for.  The reply is the message of type
+        ``x_reply`` for an ``x_request`` (anything else the kernel sends on
+        the channel goes to the handlers); a message type not ending in
+        ``_request`` (e.g. ``comm_open``) has no reply, is done on idle, and
+        returns None.
 
         Args:
             channel: ``"shell"`` or ``"control"``.
-            handlers: get every message the request causes, reply included.
+            handlers: get every message the request causes, reply included
+                (after the kernel's :attr:`handlers`).
             timeout: seconds before ``TimeoutError``.
             needs_idle: wait for ``status: idle`` as well as the reply.
             interrupt_on_cancel: on cancel or timeout, interrupt the kernel and
                 wait (bounded) for the request to finish before re-raising.
             stdin: answers ``input_request`` messages of this request.
 
+        Returns:
+            The reply's content: a struct of :mod:`sidecar.wire` for the
+            message types it knows (``ErrorReply`` or ``AbortedReply`` when
+            the status says so), else a dict.
+
         Raises:
             KernelDied: the kernel died before the request was done.
             KernelRestarted: the kernel restarted before the request was done.
+            NoReply: the kernel went idle but never sent the reply.
+            MalformedMessage: the reply's content is not what the spec says.
             HandlerError: a handler raised (the request itself completed).
             TimeoutError: ``timeout`` expired.
         """
+        reply = await self._request(
+            channel,
+            msg_type,
+            content,
+            handlers=handlers,
+            timeout=timeout,
+            needs_idle=needs_idle,
+            interrupt_on_cancel=interrupt_on_cancel,
+            stdin=stdin,
+            subshell_id=subshell_id,
+            metadata=metadata,
+            buffers=buffers,
+        )
+        return None if reply is None else reply.content
+
+    async def _request(
+        self,
+        channel: Literal["shell", "control"],
+        msg_type: str,
+        content: Any,
+        *,
+        handlers: Sequence[Handler],
+        timeout: float | None,
+        needs_idle: bool = True,
+        interrupt_on_cancel: bool = False,
+        stdin: StdinCallback | None = None,
+        subshell_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        buffers: Sequence[bytes] = (),
+    ) -> Message | None:
+        """:meth:`request`, returning the reply message (None for a request without reply)."""
         conn = self._conn
+        if conn.state is not State.READY:
+            await conn.wait_usable()
+        if self.handlers:
+            handlers = [*self.handlers, *handlers]
         kwargs: dict[str, Any] = {} if subshell_id is None else {"subshell_id": subshell_id}
-        message = conn.session.message(msg_type, content, metadata=metadata, **kwargs)
+        message = conn.session.message(
+            msg_type, content, metadata=metadata, buffers=buffers, **kwargs
+        )
         msg_id = message.msg_id
         inbox = conn.register(msg_id)
-        state = RequestState(channel, needs_idle=needs_idle)
+        state = RequestState(channel, reply_type_of(msg_type), needs_idle=needs_idle)
         errors: list[Exception] = []
         try:
             with anyio.fail_after(timeout) if timeout is not None else nullcontext():
@@ -302,11 +293,12 @@ class Kernel:
             conn.unregister(msg_id)
             if handlers:
                 self._remember_late(msg_id, handlers)
-        reply = state.reply
-        assert reply is not None
+                with anyio.CancelScope(shield=True), anyio.move_on_after(DEFAULT_CANCEL_WAIT):
+                    await notify_done(handlers, message, state.reply if state.done else None)
         if errors:
-            raise HandlerError(errors, reply.content) from errors[0]
-        return reply.content
+            reply_content = None if state.reply is None else state.reply.content
+            raise HandlerError(errors, reply_content) from errors[0]
+        return state.reply
 
     async def _consume(
         self,
@@ -318,44 +310,64 @@ class Kernel:
     ) -> None:
         deadline: float | None = None
         while not state.done:
-            if deadline is None:
-                channel, message = await inbox.get()
-            elif not inbox.empty():
-                # The other half may already be queued: no timer needed.
+            if deadline is None or not inbox.empty():
+                # With the other half already queued, no timer is needed.
                 channel, message = await inbox.get()
             else:
                 with anyio.move_on_after(deadline - anyio.current_time()) as scope:
                     channel, message = await inbox.get()
                 if scope.cancelled_caught:
-                    self._complete_half(state)
+                    self._expire(state)
                     return
-            kind = state.feed(channel, message)
+            try:
+                kind = state.feed(channel, message)
+            except WireError as e:
+                self._conn.drop_malformed(channel, message, e)
+                continue
             if kind == "stdin":
                 await self._answer_stdin(message, stdin)
             elif message.msg_type in _COMM_TYPES:
-                await self.comms.dispatch(message)
+                await self._on_comm(channel, message)
             elif kind == "output" and message.msg_type in _OUTPUT_TYPES:
-                widget = self.comms.capturing(message.parent_id)
+                widget = self.widgets.capturing(message.parent_id)
                 if widget is not None:
                     # An ipywidgets Output widget is capturing: the output is
                     # the widget's, not the request's (as in a frontend).
-                    await widget.capture(message)
+                    await self._capture(widget, channel, message)
                     continue
-            await _call_handlers(handlers, message, errors)
+            if handlers:
+                await self._deliver(handlers, channel, message, errors)
             if deadline is None and state.half_done:
                 deadline = anyio.current_time() + self.grace
 
-    def _complete_half(self, state: RequestState) -> None:
-        if state.reply is None:
+    async def _deliver(
+        self,
+        handlers: Sequence[Handler],
+        channel: Channel,
+        message: Message,
+        errors: list[Exception] | None,
+    ) -> None:
+        """Give ``message`` to ``handlers``; keep what they raised, count a malformed message."""
+        malformed: WireError | None = None
+        for error in await deliver(handlers, message):
+            if isinstance(error, WireError):
+                malformed = error
+            elif errors is not None:
+                errors.append(error)
+        if malformed is not None:
+            self._conn.drop_malformed(channel, message, malformed)
+
+    def _expire(self, state: RequestState) -> None:
+        if not state.expire():
             # Idle without a reply: there is nothing to return, and inventing
             # a reply would hide a broken kernel.
             raise NoReply(f"the kernel went idle but sent no reply within {self.grace} s")
+        assert state.reply is not None
         log.warning(
             "%s: got the reply but no idle within %.1f s; completing anyway",
             state.reply.msg_type,
             self.grace,
         )
-        state.done = True
 
     async def _abandon(
         self,
@@ -369,13 +381,18 @@ class Kernel:
             try:
                 while not state.started:
                     channel, message = await inbox.get()
-                    if state.feed(channel, message) == "stdin":
+                    try:
+                        kind = state.feed(channel, message)
+                    except WireError as e:
+                        self._conn.drop_malformed(channel, message, e)
+                        continue
+                    if kind == "stdin":
                         await self._answer_stdin(message, None)
-                    await _call_handlers(handlers, message, None)
+                    await self._deliver(handlers, channel, message, None)
                 if not state.done:
                     await self.interrupt()
                     await self._consume(inbox, state, handlers, None, stdin)
-            except (KernelDied, KernelRestarted):
+            except (KernelDied, KernelRestarted, NoReply):
                 return
         if scope.cancelled_caught:
             log.warning("the cancelled request did not finish within %s s", DEFAULT_CANCEL_WAIT)
@@ -383,35 +400,68 @@ class Kernel:
     async def _answer_stdin(self, message: Message, stdin: StdinCallback | None) -> None:
         if message.msg_type != "input_request":
             return
-        request = message.content
+        try:
+            request = message.content
+            prompt, password = request.prompt, request.password
+        except WireError as e:
+            # The kernel still waits in input(): answer, or it hangs.
+            self._conn.drop_malformed("stdin", message, e)
+            prompt, password, stdin = "", False, None
         if stdin is None:
             # The kernel is blocked in input(): answering is the only way to
             # unblock it.  Say clearly in the value that nobody could answer.
             log.warning("input_request with no stdin callback; answering with an empty string")
             value = ""
         else:
-            value = await stdin(request.prompt, request.password)
+            value = await stdin(prompt, password)
         reply = self._conn.session.message("input_reply", InputReply(value=value), parent=message)
         await self._conn.send("stdin", reply)
 
+    async def _on_comm(self, channel: Channel, message: Message) -> None:
+        """A comm message from the kernel: to the widget models, then to the comm registry.
+
+        Nothing the kernel sends may escape from here: a malformed comm
+        message is logged, counted and dropped.
+        """
+        try:
+            self.widgets.apply(message)
+            await self.comms.dispatch(message)
+        except WireError as e:
+            self._conn.drop_malformed(channel, message, e)
+        except Exception as e:  # a bug in the widget emulation must not kill a loop
+            log.exception("error while handling %s", message.msg_type)
+            self._conn.drop_malformed(channel, message, e)
+
+    async def _capture(self, widget: OutputWidget, channel: Channel, message: Message) -> None:
+        try:
+            await self.widgets.capture(widget, message)
+        except WireError as e:
+            self._conn.drop_malformed(channel, message, e)
+
+    async def _send_widget_update(self, comm_id: str, state: dict[str, Any]) -> Message | None:
+        if comm_id not in self.comms:
+            return None
+        comm = self.comms[comm_id]
+        return await comm.send({"method": "update", "state": state, "buffer_paths": []})
+
     def _remember_late(self, msg_id: str, handlers: Sequence[Handler]) -> None:
         late = self._late
-        late[msg_id] = [_hold(handler) for handler in handlers]
+        late[msg_id] = [hold(handler) for handler in handlers]
         if len(late) > _LATE_MEMORY:
             late.popitem(last=False)
 
     async def _route_late(self) -> None:
         """Hand output that arrives after a request finished to its handlers."""
         with self._conn.observe(max_buffer=10_000) as unsolicited:
-            async for _channel, message in unsolicited:
+            async for channel, message in unsolicited:
                 if message.msg_type in _COMM_TYPES:
-                    await self.comms.dispatch(message)
+                    await self._on_comm(channel, message)
                 parent = message.parent_id
                 if parent is None or (held := self._late.get(parent)) is None:
                     continue
                 handlers = [h for h in (get() for get in held) if h is not None]
                 if handlers:
-                    await _call_handlers(handlers, message, None)
+                    await self._deliver(handlers, channel, message, None)
                 else:
                     # Every handler is gone: nobody can see this request's output.
                     del self._late[parent]
@@ -479,21 +529,34 @@ class Kernel:
         return reply
 
     async def kernel_info(
-        self, *, channel: Channel = "shell", timeout: float | None = None
+        self,
+        *,
+        channel: Literal["shell", "control"] = "shell",
+        handlers: Sequence[Handler] = (),
+        timeout: float | None = None,
     ) -> KernelInfoReply | ErrorReply | AbortedReply:
         """The kernel's kernel_info reply (protocol version, language...)."""
         result: KernelInfoReply | ErrorReply | AbortedReply = await self.request(
-            channel, "kernel_info_request", timeout=timeout
+            channel, "kernel_info_request", handlers=handlers, timeout=timeout
         )
         return result
 
     async def complete(
-        self, code: str, cursor_pos: int | None = None, *, timeout: float | None = None
+        self,
+        code: str,
+        cursor_pos: int | None = None,
+        *,
+        handlers: Sequence[Handler] = (),
+        timeout: float | None = None,
     ) -> CompleteReply | ErrorReply | AbortedReply:
         """Completions at ``cursor_pos`` (default: end of ``code``)."""
         pos = len(code) if cursor_pos is None else cursor_pos
         result: CompleteReply | ErrorReply | AbortedReply = await self.request(
-            "shell", "complete_request", CompleteRequest(code=code, cursor_pos=pos), timeout=timeout
+            "shell",
+            "complete_request",
+            CompleteRequest(code=code, cursor_pos=pos),
+            handlers=handlers,
+            timeout=timeout,
         )
         return result
 
@@ -503,13 +566,14 @@ class Kernel:
         cursor_pos: int | None = None,
         *,
         detail_level: Literal[0, 1] = 0,
+        handlers: Sequence[Handler] = (),
         timeout: float | None = None,
     ) -> InspectReply | ErrorReply | AbortedReply:
         """Introspection (docstring, signature) of the name at ``cursor_pos``."""
         pos = len(code) if cursor_pos is None else cursor_pos
         content = InspectRequest(code=code, cursor_pos=pos, detail_level=detail_level)
         result: InspectReply | ErrorReply | AbortedReply = await self.request(
-            "shell", "inspect_request", content, timeout=timeout
+            "shell", "inspect_request", content, handlers=handlers, timeout=timeout
         )
         return result
 
@@ -525,6 +589,7 @@ class Kernel:
         n: int | None = None,
         pattern: str | None = None,
         unique: bool = False,
+        handlers: Sequence[Handler] = (),
         timeout: float | None = None,
     ) -> HistoryReply | ErrorReply | AbortedReply:
         """Input (and optionally output) history: a range, the tail, or a search."""
@@ -544,28 +609,36 @@ class Kernel:
             if n is not None:
                 fields["n"] = n
         result: HistoryReply | ErrorReply | AbortedReply = await self.request(
-            "shell", "history_request", HistoryRequest(**fields), timeout=timeout
+            "shell", "history_request", HistoryRequest(**fields), handlers=handlers, timeout=timeout
         )
         return result
 
     async def is_complete(
-        self, code: str, *, timeout: float | None = None
+        self, code: str, *, handlers: Sequence[Handler] = (), timeout: float | None = None
     ) -> IsCompleteReply | ErrorReply | AbortedReply:
         """Whether ``code`` is complete, incomplete (and the indent), or invalid."""
         result: IsCompleteReply | ErrorReply | AbortedReply = await self.request(
-            "shell", "is_complete_request", IsCompleteRequest(code=code), timeout=timeout
+            "shell",
+            "is_complete_request",
+            IsCompleteRequest(code=code),
+            handlers=handlers,
+            timeout=timeout,
         )
         return result
 
     async def comm_info(
-        self, target_name: str | None = None, *, timeout: float | None = None
+        self,
+        target_name: str | None = None,
+        *,
+        handlers: Sequence[Handler] = (),
+        timeout: float | None = None,
     ) -> CommInfoReply | ErrorReply | AbortedReply:
         """The open comms, optionally only those of ``target_name``."""
         content = (
             CommInfoRequest() if target_name is None else CommInfoRequest(target_name=target_name)
         )
         result: CommInfoReply | ErrorReply | AbortedReply = await self.request(
-            "shell", "comm_info_request", content, timeout=timeout
+            "shell", "comm_info_request", content, handlers=handlers, timeout=timeout
         )
         return result
 
@@ -584,24 +657,30 @@ class Kernel:
 
     # -- control requests --------------------------------------------------------------
 
-    async def interrupt(self, *, timeout: float | None = 10.0) -> None:
+    async def interrupt(
+        self, *, handlers: Sequence[Handler] = (), timeout: float | None = 10.0
+    ) -> None:
         """Interrupt what the kernel runs, by its ``interrupt_mode``.
 
         ``signal`` sends SIGINT to the kernel's process group (only possible
         for a kernel sidecar launched); ``message`` sends ``interrupt_request``
-        on control and waits for the reply.
+        on control and waits for the reply (``handlers`` get its messages).
         """
         if self.interrupt_mode == "signal" and self.process is not None:
             self.process.interrupt()
             return
         reply: InterruptReply | ErrorReply | AbortedReply = await self.request(
-            "control", "interrupt_request", timeout=timeout
+            "control", "interrupt_request", handlers=handlers, timeout=timeout
         )
         if isinstance(reply, ErrorReply):
             log.warning("interrupt_request failed: %s: %s", reply.ename, reply.evalue)
 
     async def shutdown(
-        self, *, restart: bool = False, timeout: float | None = 5.0
+        self,
+        *,
+        restart: bool = False,
+        handlers: Sequence[Handler] = (),
+        timeout: float | None = 5.0,
     ) -> ShutdownReply | ErrorReply | AbortedReply:
         """Ask the kernel to shut down (or restart itself); its reply.
 
@@ -614,6 +693,7 @@ class Kernel:
             "control",
             "shutdown_request",
             ShutdownRequest(restart=restart),
+            handlers=handlers,
             timeout=timeout,
             needs_idle=False,
         )
@@ -638,82 +718,107 @@ class Kernel:
         return result
 
     async def create_subshell(
-        self, *, timeout: float | None = 10.0
+        self, *, handlers: Sequence[Handler] = (), timeout: float | None = 10.0
     ) -> CreateSubshellReply | ErrorReply | AbortedReply:
         """Create a subshell (protocol 5.5): run code concurrently with the main shell."""
         result: CreateSubshellReply | ErrorReply | AbortedReply = await self.request(
-            "control", "create_subshell_request", timeout=timeout
+            "control", "create_subshell_request", handlers=handlers, timeout=timeout
         )
         return result
 
     async def delete_subshell(
-        self, subshell_id: str, *, timeout: float | None = 10.0
+        self, subshell_id: str, *, handlers: Sequence[Handler] = (), timeout: float | None = 10.0
     ) -> DeleteSubshellReply | ErrorReply | AbortedReply:
         """Delete a subshell made by :meth:`create_subshell`."""
         result: DeleteSubshellReply | ErrorReply | AbortedReply = await self.request(
             "control",
             "delete_subshell_request",
             DeleteSubshellRequest(subshell_id=subshell_id),
+            handlers=handlers,
             timeout=timeout,
         )
         return result
 
     async def list_subshell(
-        self, *, timeout: float | None = 10.0
+        self, *, handlers: Sequence[Handler] = (), timeout: float | None = 10.0
     ) -> ListSubshellReply | ErrorReply | AbortedReply:
         """The ids of the kernel's subshells."""
         result: ListSubshellReply | ErrorReply | AbortedReply = await self.request(
-            "control", "list_subshell_request", timeout=timeout
+            "control", "list_subshell_request", handlers=handlers, timeout=timeout
         )
         return result
 
     # -- lifecycle -----------------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        """The kernel's lifecycle state: ``starting``, ``ready``, ``restarting``,
+        ``lost`` (a kernel we do not own stopped answering; it is served again
+        once it answers), ``dead`` or ``closed``."""
+        return self._conn.state.value
 
     async def _wait_ready(self, timeout: float) -> None:
         with anyio.fail_after(timeout):
             reply = (await self._conn.wait_ready()).content
         if isinstance(reply, KernelInfoReply):
             self.info = reply
+        self._conn.handle(Event.READY)
+
+    def _watch(self, process: KernelProcess) -> None:
+        """Watch ``process`` for exit; a restart stops watching the process it replaces."""
+        if self._watching is not None:
+            self._watching.cancel()
+        self._watching = scope = anyio.CancelScope()
+        self._tg.start_soon(_watch_process, self._conn, process, scope)
 
     async def restart(self, *, timeout: float = 60.0) -> None:
         """Restart the kernel: a fresh process on the same connection.
 
         Requests waiting at that moment fail with
-        :class:`~sidecar.KernelRestarted`.  For a kernel sidecar did not launch,
+        :class:`~sidecar.KernelRestarted`; requests made while it restarts
+        wait for the new kernel.  A kernel sidecar launched gets a new
+        process, even after it died.  For a kernel sidecar did not launch,
         this asks the kernel to restart itself (``shutdown_request`` with
         ``restart=True``) and waits for it to answer again.
+
+        Raises:
+            KernelStartError: the new kernel exited or did not answer within
+                ``timeout`` (the kernel is then dead, or lost if not ours).
         """
         conn = self._conn
         process = self.process
         if process is None:
-            with anyio.move_on_after(5.0):
+            with anyio.move_on_after(5.0), suppress(KernelError):
                 await self.shutdown(restart=True)
-            conn.fail_waiting(KernelRestarted("the kernel is restarting"))
-            await self._wait_ready(timeout)
-            return
-        spec, files = self.spec, self._files
-        assert spec is not None
-        assert files is not None
-        self._restarting = True
-        try:
-            with anyio.move_on_after(2.5):
+            conn.handle(Event.RESTART_BEGUN, "the kernel is restarting")
+        else:
+            spec, files = self.spec, self._files
+            assert spec is not None
+            assert files is not None
+            # The old process is going: its exit says nothing any more.
+            if self._watching is not None:
+                self._watching.cancel()
+            with anyio.move_on_after(2.5), suppress(KernelError):
                 await self.shutdown(restart=True, timeout=None)
+                await process.wait()
+            conn.handle(Event.RESTART_BEGUN, "the kernel was restarted")
             await process.stop()
-            conn.fail(KernelRestarted("the kernel was restarted"))
-            conn.revive()
             conn.watch_handshakes()
             self.process = await _start_process(spec, files, self._tg, self._start_options)
-            self._tg.start_soon(_watch_process, self, self.process)
-            await self._wait_ready(timeout)
-        finally:
-            self._restarting = False
+            self._watch(self.process)
+        try:
+            await _ready_or_died(self, timeout, "restart")
+        except BaseException:
+            conn.handle(Event.RESTART_FAILED, "the restarted kernel did not come up")
+            raise
 
 
-async def _watch_process(kernel: Kernel, process: KernelProcess) -> None:
-    code = await process.wait()
-    if process.stopping or kernel._restarting:
-        return
-    kernel._conn.fail(KernelDied("the kernel process exited", exit_code=code))
+async def _watch_process(
+    conn: Connection, process: KernelProcess, scope: anyio.CancelScope
+) -> None:
+    with scope:
+        code = await process.wait()
+        conn.handle(Event.PROCESS_EXITED, "the kernel process exited", exit_code=code)
 
 
 async def _start_process(
@@ -725,13 +830,20 @@ async def _start_process(
         raise KernelStartError(f"cannot start kernel {spec.name!r} ({spec.argv[0]}): {e}") from e
 
 
-async def _ready_or_died(kernel: Kernel, timeout: float) -> None:
-    """Wait until the kernel is ready; for a launched one, explain a failure."""
+async def _ready_or_died(kernel: Kernel, timeout: float, source: str) -> None:
+    """Wait until the kernel is ready; if it is not, say why in the error.
+
+    ``source`` names where the connection came from (a connection file).
+    """
     try:
         await kernel._wait_ready(timeout)
+    except AuthenticationError as e:
+        raise AuthenticationError(f"{source}: {e}") from None
     except (KernelDied, TimeoutError) as e:
         process = kernel.process
         if process is None:
+            if isinstance(e, TimeoutError):
+                raise TimeoutError(_no_answer(kernel._conn, timeout, source)) from None
             raise
         with anyio.CancelScope(shield=True):
             with anyio.move_on_after(0.5):
@@ -745,6 +857,21 @@ async def _ready_or_died(kernel: Kernel, timeout: float) -> None:
         raise KernelStartError(
             reason, exit_code=process.returncode, stderr=process.log_tail()
         ) from e
+
+
+def _no_answer(conn: Connection, timeout: float, source: str) -> str:
+    """Why connecting timed out, from what was seen meanwhile."""
+    if conn.heartbeat_answered:
+        return (
+            f"{source}: the kernel answers its heartbeat but not kernel_info_request "
+            f"on {conn.info.endpoint('shell')} within {timeout} s"
+        )
+    if conn.statistics().received:
+        return f"{source}: the kernel did not answer kernel_info_request within {timeout} s"
+    return (
+        f"{source}: no kernel answered within {timeout} s "
+        f"(nothing at {conn.info.endpoint('shell')}): is the kernel running?"
+    )
 
 
 @asynccontextmanager
@@ -762,14 +889,23 @@ async def connect(
     sockets and leaves the kernel running: call :meth:`Kernel.shutdown` to
     stop it.
 
+    A kernel we connect to is not ours: when it stops answering heartbeats
+    (its manager restarts it, it is paused), waiting requests fail with
+    :class:`~sidecar.KernelDied` and new ones fail at once until it answers
+    again; then it is served again, whether it is the same process or a new
+    one (see :attr:`Kernel.state`).
+
     Raises:
         ConnectionFileError: the file is missing or invalid.
-        TimeoutError: the kernel did not answer within ``ready_timeout``.
+        AuthenticationError: the kernel signs with another key (in seconds).
+        TimeoutError: the kernel did not answer within ``ready_timeout``; the
+            message says what did answer (nothing, only the heartbeat...).
         KernelDied: its heartbeat stopped while connecting.
     """
-    info = (
-        connection if isinstance(connection, ConnectionInfo) else read_connection_file(connection)
-    )
+    if isinstance(connection, ConnectionInfo):
+        info, source = connection, "the connection info given"
+    else:
+        info, source = read_connection_file(connection), os.fspath(connection)
     async with (
         open_connection(info, heartbeat_interval=heartbeat_interval, context=context) as conn,
         open_task_group() as tg,
@@ -777,7 +913,7 @@ async def connect(
         kernel = Kernel(conn, tg, interrupt_mode=interrupt_mode)
         tg.start_soon(kernel._route_late)
         try:
-            await _ready_or_died(kernel, ready_timeout)
+            await _ready_or_died(kernel, ready_timeout, source)
             yield kernel
         finally:
             tg.cancel_scope.cancel()
@@ -790,7 +926,7 @@ _PORT_IN_USE: Final = ("Address already in use", "EADDRINUSE")
 async def launch(
     kernel_name: str = "python3",
     *,
-    transport: Literal["ipc", "tcp"] | None = None,
+    transport: Literal["ipc", "tcp"] = "tcp",
     ip: str = "127.0.0.1",
     encrypt: bool = False,
     cwd: str | os.PathLike[str] | None = None,
@@ -811,8 +947,11 @@ async def launch(
 
     Args:
         kernel_name: the kernelspec's name.
-        transport: ``"ipc"`` (the default on POSIX: no port race, nothing
-            reachable from the network) or ``"tcp"`` on ``ip``.
+        transport: ``"tcp"`` on ``ip`` (the default: every kernel that
+            jupyter_client can start supports it), or ``"ipc"``: Unix domain
+            sockets in a private directory, with no port race and nothing
+            reachable from the network, for kernels that support it
+            (ipykernel does; xeus-python does not).
         encrypt: for TCP, give the kernel a CurveZMQ keypair so its traffic is
             encrypted (the kernel must support it).
         cwd: the kernel's working directory.
@@ -831,8 +970,6 @@ async def launch(
             error carries the tail of its output).
     """
     spec = get_kernelspec(kernel_name)
-    if transport is None:
-        transport = "tcp" if sys.platform == "win32" else "ipc"
     options = _LaunchOptions(
         transport=transport,
         ip=ip,
@@ -882,6 +1019,7 @@ async def _launch_once(spec: KernelSpec, options: _LaunchOptions) -> AsyncIterat
                     files.info,
                     heartbeat_interval=options.heartbeat_interval,
                     context=options.context,
+                    owned=True,
                 ) as conn:
                     kernel = Kernel(
                         conn,
@@ -892,9 +1030,9 @@ async def _launch_once(spec: KernelSpec, options: _LaunchOptions) -> AsyncIterat
                         files=files,
                         start_options=options.process,
                     )
-                    tg.start_soon(_watch_process, kernel, process)
+                    kernel._watch(process)
                     tg.start_soon(kernel._route_late)
-                    await _ready_or_died(kernel, options.startup_timeout)
+                    await _ready_or_died(kernel, options.startup_timeout, spec.name)
                     try:
                         yield kernel
                     finally:
@@ -917,7 +1055,6 @@ async def _shutdown(kernel: Kernel, timeout: float) -> None:
     with anyio.CancelScope(shield=True), anyio.move_on_after(timeout / 2):
         try:
             await kernel.shutdown(timeout=None)
-        except (KernelDied, KernelRestarted):
+        except KernelError:
             return
-        process.stopping = True
         await process.wait()

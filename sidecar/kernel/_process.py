@@ -33,8 +33,8 @@ import anyio
 import anyio.abc
 from jupyter_core.paths import jupyter_runtime_dir
 
+from ..wire import ConnectionInfo, write_connection_file
 from ._kernelspec import KernelSpec
-from .wire import ConnectionInfo, write_connection_file
 
 __all__ = ["KernelFiles", "KernelProcess", "make_kernel_files", "start_kernel_process"]
 
@@ -151,7 +151,6 @@ class KernelProcess:
         self._process = process
         self.pid: Final = process.pid
         self._log: deque[str] = deque(maxlen=_LOG_LINES)
-        self.stopping = False
 
     @property
     def returncode(self) -> int | None:
@@ -197,17 +196,17 @@ class KernelProcess:
     async def stop(self, grace: float = 5.0) -> int | None:
         """Terminate, then kill, the process group, and reap; shielded, bounded.
 
-        Call after a polite ``shutdown_request`` had its chance.  Waits
-        ``grace / 2`` after SIGTERM before SIGKILL.
+        Call after a polite ``shutdown_request`` had its chance (the caller
+        waits for that, if it asked): this sends SIGTERM at once, and SIGKILL
+        ``grace / 2`` later.  A kernel cancelled while starting was never
+        asked, and waiting for it to leave by itself only delayed the exit.
         """
-        self.stopping = True
         process = self._process
         with anyio.CancelScope(shield=True):
-            for signum in (None, signal.SIGTERM, signal.SIGKILL):
+            for signum in (signal.SIGTERM, signal.SIGKILL):
                 if process.returncode is not None:
                     break
-                if signum is not None:
-                    self.signal(signum)
+                self.signal(signum)
                 with anyio.move_on_after(grace / 2 if signum != signal.SIGKILL else 10):
                     await process.wait()
             if sys.platform != "win32":

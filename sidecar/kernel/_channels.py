@@ -12,11 +12,12 @@ Messages no one registered for go to observers (:meth:`Connection.observe`);
 with no observer they are counted and logged at debug level.  Frames that fail
 verification are logged and dropped; the pump goes on.
 
-Failure is sticky: once the kernel is known dead (:meth:`Connection.fail`),
-every waiting inbox raises the error and every later request fails at once.
-A restart seen on the wire (``status: starting``/``restarting`` or a new kernel
-session id) fails the waiting inboxes with :class:`~sidecar.KernelRestarted`
-and leaves the connection usable.
+What the connection learns of the kernel's life (heartbeat lost or back, a
+new kernel session on the wire, ``status: restarting``/``dead`` from a
+manager) and what the kernel layer tells it (ready, restarting, process
+exited) are events of its :class:`~sidecar._lifecycle.Lifecycle`; when an
+event ends what the kernel was doing, every waiting inbox fails with the error
+it says (:class:`~sidecar.KernelDied`, :class:`~sidecar.KernelRestarted`).
 """
 
 from __future__ import annotations
@@ -28,15 +29,17 @@ from contextlib import asynccontextmanager, contextmanager, suppress
 from typing import Any, Final, Literal, final
 
 import anyio
+import anyio.abc
 import msgspec
 import zmq
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from zmq.utils.monitor import parse_monitor_message
 
-from ._exceptions import KernelDied, KernelRestarted, WireError
-from ._util import open_task_group
-from ._zmq import AsyncSocket
-from .wire import ConnectionInfo, Message, Session
+from .._exceptions import AuthenticationError, InvalidSignature, KernelError, WireError
+from .._task_groups import open_task_group
+from ..transport._socket import AsyncSocket
+from ..wire import ConnectionInfo, Message, Session
+from ._lifecycle import Event, Lifecycle, State
 
 __all__ = ["Channel", "Connection", "Inbox", "open_connection"]
 
@@ -52,6 +55,12 @@ Channel = Literal["shell", "control", "stdin", "iopub"]
 _RECONNECT_IVL_MS: Final = 10
 _RECONNECT_IVL_MAX_MS: Final = 100
 
+# A kernel that answers its heartbeat again gets this long to answer
+# kernel_info before it counts as lost again (and is retried).
+_RECOVERY_TIMEOUT: Final = 10.0
+# Requests wait while the lifecycle is in one of these.
+_SETTLING: Final = frozenset({State.RESTARTING, State.RECOVERING})
+
 
 # Messages an Inbox hands out back to back before it yields to other tasks:
 # yielding per message cost a scheduler pass per message under a flood (a
@@ -64,11 +73,19 @@ class Statistics(msgspec.Struct, frozen=True, kw_only=True):
     """Counters of one connection, for :meth:`Connection.statistics`."""
 
     received: int
+    """Messages received on every channel, valid or not."""
     routed: int
+    """Messages delivered to the request that caused them."""
     unsolicited: int
+    """Messages no request waited for (other clients', late output, comms)."""
     dropped_invalid: int
+    """Frames dropped at ingress: bad signature, replayed, not a Jupyter message."""
+    dropped_malformed: int
+    """Authentic messages dropped because their content was malformed."""
     dropped_unobserved: int
+    """Unsolicited messages no observer took (none, or one that fell behind)."""
     waiting: int
+    """Requests waiting for messages now."""
 
 
 @final
@@ -151,6 +168,8 @@ class Connection:
         info: ConnectionInfo,
         session: Session,
         sockets: dict[Channel, AsyncSocket],
+        *,
+        owned: bool = False,
     ) -> None:
         self.info: Final = info
         self.session: Final = session
@@ -158,7 +177,12 @@ class Connection:
         self._monitors: list[AsyncSocket] = []
         self._routes: dict[str, Inbox] = {}
         self._observers: list[MemoryObjectSendStream[tuple[Channel, Message]]] = []
-        self._error: BaseException | None = None
+        self.lifecycle: Final = Lifecycle(owned=owned)
+        self._settled = anyio.Event()
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._authentication_error: AuthenticationError | None = None
+        self.heartbeat_answered = False
+        """The kernel answered a heartbeat at least once."""
         self._iopub_seen = anyio.Event()
         self._abort_on_failure: set[anyio.CancelScope] = set()
         self._kernel_session: str | None = None
@@ -168,14 +192,21 @@ class Connection:
         self._routed = 0
         self._unsolicited = 0
         self._dropped_invalid = 0
+        self._verified = 0
+        self._dropped_malformed = 0
         self._dropped_unobserved = 0
 
     # -- state -----------------------------------------------------------------
 
     @property
-    def error(self) -> BaseException | None:
-        """Why the connection is unusable (e.g. :class:`~sidecar.KernelDied`), if it is."""
-        return self._error
+    def error(self) -> KernelError | None:
+        """Why requests fail now (:class:`~sidecar.KernelDied`...), if they do."""
+        return self.lifecycle.error
+
+    @property
+    def state(self) -> State:
+        """The kernel's lifecycle state: starting, ready, restarting, lost, dead, closed."""
+        return self.lifecycle.state
 
     @property
     def kernel_session(self) -> str | None:
@@ -189,30 +220,83 @@ class Connection:
             routed=self._routed,
             unsolicited=self._unsolicited,
             dropped_invalid=self._dropped_invalid,
+            dropped_malformed=self._dropped_malformed,
             dropped_unobserved=self._dropped_unobserved,
             waiting=len(self._routes),
         )
 
-    def fail(self, error: BaseException) -> None:
-        """Mark the kernel unusable: every waiting and later request raises ``error``."""
-        if self._error is not None:
+    def _authentication_failed(self, error: InvalidSignature) -> None:
+        """Not one message from the kernel verified, and this one's signature is
+        wrong: our key is not the kernel's.  Say so now, rather than wait for a
+        reply the kernel will never send (it drops what we sign, silently)."""
+        if self.lifecycle.state is not State.STARTING or self._authentication_error:
             return
-        self._error = error
-        log.debug("connection failed: %s", error)
+        self._authentication_error = failure = AuthenticationError(
+            f"the kernel signs with another key than ours: its messages fail "
+            f"verification ({error}); the key is not the kernel's"
+        )
         for inbox in self._routes.values():
-            inbox.fail(error)
+            inbox.fail(failure)
         for scope in self._abort_on_failure:
             scope.cancel()
 
-    def revive(self) -> None:
-        """Clear a failure after the kernel was restarted under the same connection."""
-        self._error = None
-        self._kernel_session = None
+    def drop_malformed(self, channel: Channel, message: Message, error: Exception) -> None:
+        """Count and log an authentic message that could not be used: what the kernel
+        sends never escapes a receive loop or a routing task."""
+        self._dropped_malformed += 1
+        log.warning("dropped a malformed %s on %s: %s", message.msg_type, channel, error)
 
-    def fail_waiting(self, error: BaseException) -> None:
-        """Fail the requests waiting now, but not later ones (used on restart)."""
-        for inbox in self._routes.values():
-            inbox.fail(error)
+    def handle(self, event: Event, reason: str = "", *, exit_code: int | None = None) -> None:
+        """Tell the lifecycle what happened; fail the waiting requests if that ends them."""
+        before = self.lifecycle.state
+        error = self.lifecycle.handle(event, reason, exit_code=exit_code)
+        after = self.lifecycle.state
+        if after is not before:
+            log.debug("kernel %s -> %s on %s: %s", before.value, after.value, event.value, reason)
+            if before in _SETTLING:
+                self._settled.set()
+            if after in _SETTLING:
+                self._settled = anyio.Event()
+            if after is State.RECOVERING and self._task_group is not None:
+                self._task_group.start_soon(self._recover, name="sidecar recovery")
+        if error is not None:
+            for inbox in self._routes.values():
+                inbox.fail(error)
+        if after in (State.LOST, State.DEAD, State.CLOSED):
+            for scope in self._abort_on_failure:
+                scope.cancel()
+
+    async def _recover(self) -> None:
+        """Prove the channels of a kernel that answers again, then serve it.
+
+        Runs in the connection's task group when the lifecycle enters
+        ``RECOVERING``.  Bounded: a kernel that does not answer kernel_info
+        in time is lost again, and the next heartbeat it answers retries.
+        """
+        self._iopub_seen = anyio.Event()
+        with anyio.move_on_after(_RECOVERY_TIMEOUT) as scope:
+            try:
+                await self.wait_ready()
+            except KernelError:
+                return  # lost again meanwhile: the lifecycle knows
+        if self.lifecycle.state is not State.RECOVERING:
+            return
+        if scope.cancelled_caught:
+            self.handle(Event.RESTART_FAILED, "the kernel answers its heartbeat but not requests")
+        else:
+            self.handle(Event.READY)
+
+    async def wait_usable(self) -> None:
+        """Return once a request may be sent: at once, or once a restart or recovery is over.
+
+        Raises:
+            KernelDied, KernelRestarted: the kernel is dead or lost.
+        """
+        while self.lifecycle.state in _SETTLING:
+            await self._settled.wait()
+        error = self.lifecycle.error
+        if error is not None:
+            raise error
 
     # -- routing -----------------------------------------------------------------
 
@@ -222,10 +306,11 @@ class Connection:
         Register *before* sending, so that nothing can arrive unrouted.
 
         Raises:
-            KernelDied: the kernel is already known dead.
+            KernelDied, KernelRestarted: the kernel is dead or lost.
         """
-        if self._error is not None:
-            raise self._error
+        error = self.lifecycle.error
+        if error is not None:
+            raise error
         inbox = self._routes[msg_id] = Inbox(msg_id)
         return inbox
 
@@ -277,24 +362,33 @@ class Connection:
         except WireError as e:
             self._dropped_invalid += 1
             log.warning("dropped an invalid message on %s: %s", channel, e)
+            if isinstance(e, InvalidSignature) and not self._verified:
+                self._authentication_failed(e)
             return
+        self._verified += 1
         try:
             self._check_kernel_session(channel, message)
             if channel == "iopub":
                 self._on_iopub(message)
             self._deliver(channel, message)
-        except Exception:  # a bug here must not kill the receive loop
+        except WireError as e:
+            self.drop_malformed(channel, message, e)
+        except Exception as e:  # a bug here must not kill the receive loop
             log.exception("error while routing %s on %s", message.msg_type, channel)
+            self.drop_malformed(channel, message, e)
 
     def _check_kernel_session(self, channel: Channel, message: Message) -> None:
         session = message.header.session
+        if not session:
+            # Some kernels send messages without a session (xeus-python's
+            # iopub_welcome): they say nothing about restarts.
+            return
         known = self._kernel_session
-        if known is None:
+        if session != known:
             self._kernel_session = session
-        elif session and session != known:
-            self._kernel_session = session
-            log.info("kernel session changed: the kernel restarted")
-            self.fail_waiting(KernelRestarted(f"the kernel restarted (new session on {channel})"))
+            if known is not None:
+                log.info("kernel session changed: the kernel restarted")
+                self.handle(Event.NEW_SESSION, f"the kernel restarted (new session on {channel})")
 
     def _on_iopub(self, message: Message) -> None:
         self._iopub_seen.set()
@@ -305,9 +399,12 @@ class Connection:
         elif message.msg_type == "status":
             state = message.content.execution_state
             # "starting" from a new process is caught by the session check;
-            # "restarting" is what a nanny publishes for a kernel it restarts.
+            # "restarting" and "dead" are what a nanny or gateway publishes
+            # for a kernel it restarts or lost.
             if state == "restarting":
-                self.fail_waiting(KernelRestarted("the kernel is restarting"))
+                self.handle(Event.STATUS_RESTARTING, "the kernel's manager is restarting it")
+            elif state == "dead":
+                self.handle(Event.STATUS_DEAD, "the kernel's manager says it is dead")
             self.execution_state = state
 
     # -- sending -------------------------------------------------------------------
@@ -316,10 +413,11 @@ class Connection:
         """Sign and send ``message`` on ``channel``.
 
         Raises:
-            KernelDied: the kernel is known dead.
+            KernelDied, KernelRestarted: the kernel is dead or lost.
         """
-        if self._error is not None:
-            raise self._error
+        error = self.lifecycle.error
+        if error is not None:
+            raise error
         await self._sockets[channel].send(self.session.serialize(message))
 
     def send_nowait(self, channel: Channel, message: Message) -> None:
@@ -328,8 +426,9 @@ class Connection:
         Raises:
             anyio.WouldBlock: the socket's high-water mark is reached.
         """
-        if self._error is not None:
-            raise self._error
+        error = self.lifecycle.error
+        if error is not None:
+            raise error
         self._sockets[channel].send_nowait(self.session.serialize(message))
 
     # -- readiness -----------------------------------------------------------------
@@ -351,13 +450,14 @@ class Connection:
         with anyio.CancelScope() as scope:
             self._abort_on_failure.add(scope)
             try:
-                if self._error is None:
+                if self.lifecycle.error is None and self._authentication_error is None:
                     for monitor in self._monitors:
                         await _wait_handshake(monitor)
             finally:
                 self._abort_on_failure.discard(scope)
-        if self._error is not None:
-            raise self._error
+        error = self._authentication_error or self.lifecycle.error
+        if error is not None:
+            raise error
         self._close_monitors()
         delay = 0.05
         while True:
@@ -415,29 +515,35 @@ async def _wait_handshake(monitor: AsyncSocket) -> None:
 async def _heartbeat(
     conn: Connection, context: zmq.Context[Any], endpoint: str, interval: float
 ) -> None:
-    """Ping every ``interval`` s; a ping unanswered for ``interval`` s means death.
+    """Ping every ``interval`` s; two pings in a row unanswered for ``interval`` s
+    each mean the kernel stopped answering, the next answer that it is back.
 
     A REQ socket that missed a reply is stuck in the wrong state, so each miss
-    gets a fresh socket; two misses in a row declare the kernel dead, so death
-    is noticed within about two intervals.
+    gets a fresh socket.  The loop never ends by itself: what a lost heartbeat
+    means (dead, or lost until it answers again) is the lifecycle's to say.
     """
     misses = 0
-    while conn.error is None:
+    while True:
         sock = AsyncSocket(_socket(context, zmq.REQ, conn.info))
         sock.socket.connect(endpoint)
         try:
-            while conn.error is None:
+            while True:
                 started = anyio.current_time()
                 await sock.send([b"ping"])
                 with anyio.move_on_after(interval):
                     await sock.recv_multipart()
+                    conn.heartbeat_answered = True
                     misses = 0
+                    if conn.state is State.LOST:
+                        conn.handle(Event.HEARTBEAT_BACK, "the heartbeat answers again")
                     await anyio.sleep(max(0.0, interval - (anyio.current_time() - started)))
                     continue
-                misses += 1
-                if misses >= 2:
-                    conn.fail(KernelDied(f"no heartbeat for {misses * interval:.1f} s"))
-                    return
+                if conn.heartbeat_answered or conn.state is not State.STARTING:
+                    # A kernel still starting has not bound its heartbeat yet:
+                    # that is slow, not dead (the ready timeout bounds it).
+                    misses += 1
+                if misses == 2:
+                    conn.handle(Event.HEARTBEAT_LOST, f"no heartbeat for {misses * interval:.1f} s")
                 break
         finally:
             sock.close()
@@ -464,6 +570,7 @@ async def open_connection(
     session: Session | None = None,
     context: zmq.Context[Any] | None = None,
     heartbeat_interval: float | None = 2.0,
+    owned: bool = False,
 ) -> AsyncIterator[Connection]:
     """Open the channels of the kernel described by ``info``.
 
@@ -474,6 +581,8 @@ async def open_connection(
         context: a ZeroMQ context to use; by default one is created and
             terminated with the connection.
         heartbeat_interval: seconds between heartbeats; None for no heartbeat.
+        owned: the kernel is ours (launched and watched): a lost heartbeat
+            means it is dead, not lost until it answers again.
     """
     session = session or Session.from_connection_info(info)
     own_context = context is None
@@ -490,11 +599,12 @@ async def open_connection(
         iopub = _socket(ctx, zmq.SUB, info)
         iopub.setsockopt(zmq.SUBSCRIBE, b"")
         sockets["iopub"] = AsyncSocket(iopub)
-        conn = Connection(info, session, sockets)
+        conn = Connection(info, session, sockets, owned=owned)
         conn.watch_handshakes()  # before connecting, so no handshake goes unseen
         for channel, sock in sockets.items():
             sock.socket.connect(info.endpoint(channel))
         async with open_task_group() as tg:
+            conn._task_group = tg
             # The pumps are shielded: when a scope around the whole block is
             # cancelled, cleanup (interrupting a cancelled execute, a polite
             # shutdown_request) still needs replies to arrive.  They stop when
@@ -507,6 +617,7 @@ async def open_connection(
             try:
                 yield conn
             finally:
+                conn.handle(Event.CLOSE)
                 for scope in pump_scopes:
                     scope.cancel()
                 tg.cancel_scope.cancel()

@@ -19,7 +19,7 @@ from typing import Any, Final, Literal
 import msgspec
 from jupyter_core.paths import jupyter_path
 
-from ._exceptions import NoSuchKernel
+from .._exceptions import NoSuchKernel
 
 __all__ = ["KernelSpec", "find_kernelspecs", "get_kernelspec", "kernel_dirs"]
 
@@ -112,7 +112,7 @@ def get_kernelspec(name: str = "python3") -> KernelSpec:
             names that are).
         KernelStartError: its ``kernel.json`` is unreadable or invalid.
     """
-    from ._exceptions import KernelStartError
+    from .._exceptions import KernelStartError
 
     specs = find_kernelspecs()
     key = name.lower()
