@@ -134,9 +134,13 @@ class _Signals:
         """The signals that cancel a command."""
         return [s for s in (signal.SIGINT, signal.SIGTERM) if s not in self.ignored]
 
-    def restore(self) -> None:
+    def restore(self, *, finished: bool = False) -> None:
+        """Put the handlers back; ``finished``: the process is about to exit
+        with its status decided, so a late Ctrl-C is ignored rather than
+        turned into death by SIGINT while the interpreter shuts down."""
         for signum, previous in self._previous.items():
-            signal.signal(signum, previous)
+            ignore = finished and signum == signal.SIGINT
+            signal.signal(signum, signal.SIG_IGN if ignore else previous)
         self._previous.clear()
 
     @contextmanager
@@ -738,7 +742,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return _status_of_signal(signal.SIGINT)
     finally:
-        signals.restore()
+        # Called without arguments, main() is the program itself (the console
+        # script, python -m sidecar); with arguments, it may be a caller's
+        # function, whose handlers come back as they were.
+        signals.restore(finished=argv is None)
 
 
 if __name__ == "__main__":

@@ -444,6 +444,21 @@ def test_a_signal_while_the_command_line_is_read(
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
 
 
+def test_run_as_the_program_a_late_ctrl_c_cannot_change_the_status(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once main() has its status, the interpreter's exit is no time for a
+    Ctrl-C to kill the process with SIGINT (exit -2 after a successful run)."""
+    monkeypatch.setattr(sys, "argv", ["sidecar", "--version"])
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        assert main() == 0
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
+    capsys.readouterr()
+
+
 def test_a_signal_ignored_by_the_parent_stays_ignored() -> None:
     """A shell starts background jobs with SIGINT ignored: Ctrl-C at the
     terminal is not for them."""
@@ -497,8 +512,9 @@ def test_ctrl_c_at_any_moment_of_the_start_exits_130_without_a_traceback(
     loop's start, the kernel's launch and the first cell."""
     runtime = tmp_path / "runtime"
     env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(runtime))
-    path = write(tmp_path / "nb.ipynb", new_code_cell("import time; time.sleep(0.3)"))
-    delays = [0.0, 0.01, 0.03, 0.1, 0.2, 0.35, 0.5, 0.7, 0.9, 1.2]
+    # The cell outlasts every delay: each SIGINT comes while sidecar works.
+    path = write(tmp_path / "nb.ipynb", new_code_cell("import time; time.sleep(30)"))
+    delays = [0.0, 0.01, 0.03, 0.1, 0.2, 0.35, 0.5, 0.7, 0.9, 1.2, 1.6, 2.0]
 
     def one(i: int) -> tuple[float, int, str, float]:
         args = ["--backend", backend, "run", str(path), "-q", "-o", str(tmp_path / f"{i}.ipynb")]
