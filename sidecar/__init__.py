@@ -9,6 +9,7 @@ from ._bench import (
     VariantLike as VariantLike,
     bench as bench,
 )
+from ._document import NotebookDocument as NotebookDocument
 from ._exceptions import (
     AuthenticationError as AuthenticationError,
     CommRefused as CommRefused,
@@ -21,6 +22,7 @@ from ._exceptions import (
     KernelRestarted as KernelRestarted,
     KernelStartError as KernelStartError,
     MalformedMessage as MalformedMessage,
+    MessageTooLarge as MessageTooLarge,
     NoReply as NoReply,
     NoSuchKernel as NoSuchKernel,
     ReplayedMessage as ReplayedMessage,
@@ -54,14 +56,10 @@ from ._run import CellError as CellError, CellProgress as CellProgress, run_note
 from ._version import __version__ as __version__
 from .client._comms import Comm as Comm, Comms as Comms, CommTarget as CommTarget
 from .client._handlers import Handler as Handler
-from .client._kernel import (
-    Kernel as Kernel,
-    StdinCallback as StdinCallback,
-    connect as connect,
-    launch as launch,
-)
+from .client._kernel import Kernel as Kernel, StdinCallback as StdinCallback
+from .client._launch import connect as connect, launch as launch
 from .client._widgets import Widgets as Widgets
-from .kernel._channels import Connection as Connection, Statistics as Statistics
+from .kernel._channels import ChannelStatistics as ChannelStatistics
 from .kernel._kernelspec import (
     KernelSpec as KernelSpec,
     find_kernelspecs as find_kernelspecs,
@@ -79,12 +77,12 @@ __all__ = [
     "Cell",
     "CellError",
     "CellProgress",
+    "ChannelStatistics",
     "CodeCell",
     "Comm",
     "CommRefused",
     "CommTarget",
     "Comms",
-    "Connection",
     "ConnectionFileError",
     "DisplayDataOutput",
     "ErrorOutput",
@@ -101,17 +99,18 @@ __all__ = [
     "KernelSpec",
     "KernelStartError",
     "MalformedMessage",
+    "MessageTooLarge",
     "MarkdownCell",
     "NoReply",
     "NoSuchKernel",
     "Notebook",
+    "NotebookDocument",
     "NotebookError",
     "Output",
     "Outputs",
     "RawCell",
     "ReplayedMessage",
     "SidecarError",
-    "Statistics",
     "StdinCallback",
     "StreamOutput",
     "VariantLike",

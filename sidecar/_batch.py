@@ -30,7 +30,7 @@ from ._exceptions import KernelError, SidecarError
 from ._notebook import CodeCell, Notebook, NotebookError, read_notebook, save_notebook
 from ._parameters import declared_parameters
 from ._run import CellError, CellProgress, run_notebook
-from .client._kernel import launch
+from .client._launch import launch
 from .kernel._kernelspec import KernelSpec, get_kernelspec
 from .wire import Message
 

@@ -24,7 +24,8 @@ import sniffio
 from ._notebook import Notebook, NotebookError, read_notebook
 from ._run import run_notebook
 from ._task_groups import open_task_group
-from .client._kernel import Kernel, launch
+from .client._kernel import Kernel
+from .client._launch import launch
 from .kernel._kernelspec import get_kernelspec
 from .wire import Message
 

@@ -53,7 +53,7 @@ from ._parameters import (
 from ._task_groups import open_task_group
 from ._terminal import TerminalRun, print_message, strip_ansi
 from ._version import __version__
-from .client._kernel import launch
+from .client._launch import launch
 from .kernel._kernelspec import find_kernelspecs, get_kernelspec
 from .wire import ErrorReply, Message
 

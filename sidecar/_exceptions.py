@@ -35,6 +35,7 @@ __all__ = [
     "KernelRestarted",
     "KernelStartError",
     "MalformedMessage",
+    "MessageTooLarge",
     "NoReply",
     "NotebookError",
     "NoSuchKernel",
@@ -62,6 +63,27 @@ class MalformedMessage(WireError):
 
 class InvalidSignature(WireError):
     """The HMAC signature is missing or does not match the message."""
+
+
+class MessageTooLarge(WireError):
+    """A message from the kernel had a frame over ``max_message_size`` and was dropped unread.
+
+    Raised by the request whose reply it was (inferred: the oldest request on
+    that channel still without one).  An output that large becomes a
+    placeholder output instead, and the channel keeps working.
+
+    Attributes:
+        channel: where it came.
+        limit: the largest frame allowed, in bytes.
+    """
+
+    def __init__(self, channel: str, limit: int) -> None:
+        self.channel = channel
+        self.limit = limit
+        super().__init__(
+            f"a message on {channel} had a frame over max_message_size ({limit} bytes) "
+            "and was dropped; raise max_message_size to take it"
+        )
 
 
 class ReplayedMessage(WireError):

@@ -92,6 +92,7 @@ __all__ = [
     "outputs_to_dicts",
     "read_notebook",
     "save_notebook",
+    "upgrade_notebook",
     "write_notebook",
 ]
 
@@ -477,6 +478,19 @@ def _normalize_ids(nb: Notebook) -> None:
         if old in seen:
             cell.id = _random_cell_id()
         seen.add(old)
+
+
+def upgrade_notebook(nb: Notebook) -> None:
+    """Bring an nbformat 4.0-4.4 notebook to 4.5, as nbformat's ``v4.upgrade`` does.
+
+    Every cell gets a new random id (ids are not allowed before 4.5, and
+    required from then on).  A 4.5 notebook is left as it is.
+    """
+    if nb.nbformat != 4 or nb.nbformat_minor >= _IDS_SINCE_MINOR:
+        return
+    for cell in nb.cells:
+        cell.id = _random_cell_id()
+    nb.nbformat_minor = _NBFORMAT_MINOR
 
 
 def _notebook_from_dict(raw: object) -> Notebook:

@@ -1,29 +1,36 @@
 """Running notebooks: the code cells in order on one kernel, outputs into the document.
 
-Outputs are applied the way Jupyter frontends apply them (see ``_outputs``),
-with one display map for the whole notebook so ``update_display_data`` in a
-later cell updates an earlier cell's output.  ipywidgets state goes into
-``metadata.widgets`` as nbclient saves it, and timings into each cell's
-``metadata.execution`` as nbclient's ``record_timing`` does.
+A run is a :class:`~sidecar.NotebookDocument` executed cell by cell, so
+outputs are applied the way Jupyter frontends apply them, with one display map
+for the whole notebook (a display or ``update_display_data`` in a later cell
+updates an earlier cell's output), ipywidgets state in ``metadata.widgets``
+and timings in each cell's ``metadata.execution``, as nbclient saves them.
 
-Tags honoured, as in nbclient and papermill: ``skip-execution`` (not run),
-``raises-exception`` (an error is expected and does not stop the run),
-``parameters`` (injected parameters go in a new cell right after it, tagged
-``injected-parameters``, replacing one from an earlier run).
+Before running, every code cell's outputs and execution count are cleared,
+as papermill does (``clear_outputs=False`` keeps them, as nbclient does), so
+a cell that does not run shows nothing stale.
+
+Tags honoured, as in nbclient and papermill: ``skip-execution`` (not run; the
+set is ``skip_tags``), ``raises-exception`` (an error is expected and does
+not stop the run), ``parameters`` (injected parameters go in a new cell right
+after it, tagged ``injected-parameters``, replacing one from an earlier run,
+written as papermill's Python translator writes them).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any, Final, final
 
 import msgspec
 
+from ._document import NotebookDocument, _CellRecord
 from ._exceptions import ExecutionError
-from ._notebook import CodeCell, Notebook, new_code_cell, outputs_from_dicts
-from ._outputs import Outputs
+from ._notebook import CodeCell, Notebook, new_code_cell, upgrade_notebook
+from ._outputs import INVALID_OUTPUT
 from .client._kernel import Kernel
 from .wire import ErrorReply, Message
 
@@ -33,21 +40,32 @@ log = logging.getLogger("sidecar.run")
 
 _PARAMETERS_TAG: Final = "parameters"
 _INJECTED_TAG: Final = "injected-parameters"
-_SKIP_TAG: Final = "skip-execution"
 _RAISES_TAG: Final = "raises-exception"
+_OUTPUT_TYPES: Final = frozenset(
+    {"stream", "display_data", "update_display_data", "execute_result", "error", "clear_output"}
+)
 
 
 class CellError(ExecutionError):
     """A cell raised and errors were not allowed for it.
 
+    Also raised for a cell whose output nbformat would reject (``ename``
+    ``"InvalidOutput"``): the output is replaced by an error output, and the
+    run stops there as nbclient and papermill stop.
+
     Attributes:
         cell_index: the index of the cell in ``notebook.cells``.
+        cell_number: the cell's 1-based number among the code cells the run
+            runs (the ``number`` of its :class:`CellProgress`).
         source: the cell's code.
     """
 
-    def __init__(self, cell_index: int, source: str, reply: ErrorReply) -> None:
+    def __init__(
+        self, cell_index: int, source: str, reply: ErrorReply, *, cell_number: int
+    ) -> None:
         super().__init__(reply.ename, reply.evalue, reply.traceback)
         self.cell_index = cell_index
+        self.cell_number = cell_number
         self.source = source
 
     def __str__(self) -> str:
@@ -56,7 +74,7 @@ class CellError(ExecutionError):
 
 @final
 class CellProgress(msgspec.Struct, frozen=True, kw_only=True):
-    """What :func:`run_notebook` tells its ``on_cell`` callback before each code cell."""
+    """What :func:`run_notebook` tells its callbacks about a code cell."""
 
     index: int
     """Position of the cell in ``notebook.cells``."""
@@ -71,9 +89,48 @@ def _tags(cell: Any) -> list[str]:
     return [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
 
 
+# -- parameters, as papermill's PythonTranslator writes them ---------------------------
+
+
+def _string(text: str) -> str:
+    """A double-quoted string literal: papermill's ``translate_escaped_str``."""
+    escaped = text.encode("unicode_escape").decode("utf-8").replace('"', r"\"")
+    return f'"{escaped}"'
+
+
+def _float(value: float) -> str:
+    if math.isfinite(value):
+        return f"{value}"
+    if math.isnan(value):
+        return "float('nan')"
+    return "float('-inf')" if value < 0 else "float('inf')"
+
+
 def _literal(value: Any) -> str:
-    """``value`` as Python source, for the injected parameters cell."""
-    return repr(value)
+    """``value`` as Python source, for the injected parameters cell.
+
+    The same text as papermill's ``PythonTranslator.translate``, type by type
+    in its order.  A value of any other type becomes the string of
+    ``str(value)``, as papermill's does, but escaped (papermill writes it
+    between quotes unescaped, which breaks on a quote or a backslash); so
+    does a dict key that is not a string.
+    """
+    if value is None:
+        return "None"
+    if isinstance(value, str):
+        return _string(value)
+    if isinstance(value, bool):
+        return repr(value)
+    if isinstance(value, int):
+        return f"{value}"
+    if isinstance(value, float):
+        return _float(value)
+    if isinstance(value, dict):
+        items = ", ".join(f"{_string(str(k))}: {_literal(v)}" for k, v in value.items())
+        return f"{{{items}}}"
+    if isinstance(value, list):
+        return f"[{', '.join(_literal(v) for v in value)}]"
+    return _string(str(value))
 
 
 def parameters_source(parameters: Mapping[str, Any]) -> str:
@@ -84,52 +141,42 @@ def parameters_source(parameters: Mapping[str, Any]) -> str:
 
 
 def inject_parameters(notebook: Notebook, parameters: Mapping[str, Any]) -> int:
-    """Insert the parameters cell after the cell tagged ``parameters`` (or first).
+    """Insert the parameters cell as papermill does; returns its index.
 
-    A cell tagged ``injected-parameters`` from an earlier run is replaced.
-    Returns the index of the new cell.
+    It replaces the first cell tagged ``injected-parameters`` (from an earlier
+    run; any others go too), else goes right after the first cell tagged
+    ``parameters``, else first.  A notebook older than nbformat 4.5 is
+    upgraded to 4.5 first, as papermill does, since the new cell has an id.
     """
+    upgrade_notebook(notebook)
     cells = notebook.cells
+    injected = next((i for i, c in enumerate(cells) if _INJECTED_TAG in _tags(c)), None)
     cells[:] = [c for c in cells if _INJECTED_TAG not in _tags(c)]
-    at = next((i + 1 for i, c in enumerate(cells) if _PARAMETERS_TAG in _tags(c)), 0)
+    if injected is not None:
+        at = injected
+    else:
+        at = next((i + 1 for i, c in enumerate(cells) if _PARAMETERS_TAG in _tags(c)), 0)
     cell = new_code_cell(parameters_source(parameters), metadata={"tags": [_INJECTED_TAG]})
     cells.insert(at, cell)
     return at
 
 
-def _timestamp(message: Message) -> str:
-    """The message's date as nbclient records it (microseconds, ``Z``)."""
-    when = message.header.datetime()
-    if when is None:
-        return message.header.date
-    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+# -- running ------------------------------------------------------------------------------
+
+
+async def _call(callback: Callable[..., Awaitable[None] | None], *args: Any) -> None:
+    result = callback(*args)
+    if result is not None:
+        await result
 
 
 @final
-class _CellRecorder:
-    """A handler that applies one execute's messages to one code cell."""
-
-    def __init__(self, cell: CodeCell, displays: dict[str, list[dict[str, Any]]]) -> None:
-        self.cell = cell
-        self.outputs = Outputs(displays)
-        self.timing: dict[str, str] = {}
-
-    def __call__(self, message: Message) -> None:
-        kind = message.msg_type
-        if kind == "status":
-            state = message.content.execution_state
-            if state in ("busy", "idle"):
-                self.timing[f"iopub.status.{state}"] = _timestamp(message)
-        elif kind == "execute_input":
-            self.timing["iopub.execute_input"] = _timestamp(message)
-        elif kind == "execute_reply":
-            self.timing["shell.execute_reply"] = _timestamp(message)
-            started = message.metadata.get("started")
-            if isinstance(started, str):
-                self.timing["shell.execute_reply.started"] = started
-        method = getattr(self.outputs, f"on_{kind}", None)
-        if method is not None:
-            method(message)
+class _RunOptions(msgspec.Struct, frozen=True, kw_only=True):
+    timeout: float | None
+    allow_errors: bool
+    on_output: Callable[[CellProgress, Message], Awaitable[None] | None] | None
+    on_cell_done: Callable[[CellProgress], Awaitable[None] | None] | None
+    cell_timeout: Callable[[CodeCell], float | None] | None
 
 
 async def run_notebook(
@@ -141,13 +188,23 @@ async def run_notebook(
     parameters: Mapping[str, Any] | None = None,
     record_timing: bool = True,
     on_cell: Callable[[CellProgress], Awaitable[None] | None] | None = None,
+    skip_tags: Collection[str] = ("skip-execution",),
+    on_output: Callable[[CellProgress, Message], Awaitable[None] | None] | None = None,
+    on_cell_done: Callable[[CellProgress], Awaitable[None] | None] | None = None,
+    cell_timeout: Callable[[CodeCell], float | None] | None = None,
+    clear_outputs: bool = True,
 ) -> Notebook:
     """Run the code cells of ``notebook`` in order on ``kernel``, filling in outputs.
 
     The notebook is changed in place and returned.  Each cell's outputs,
     ``execution_count`` and (with ``record_timing``) ``metadata.execution`` are
     replaced; ``metadata.widgets`` gets the widget state, and
-    ``metadata.language_info`` the kernel's.
+    ``metadata.language_info`` the kernel's.  A kernel output that nbformat
+    would reject (``display({"a": 1}, raw=True)``) is replaced by an error
+    output naming the problem, and counts as the cell raising, so the
+    notebook is always one nbformat accepts.
+
+    Callbacks may be sync or async.
 
     Args:
         timeout: seconds each cell may run; a cell that takes longer is
@@ -155,74 +212,127 @@ async def run_notebook(
         allow_errors: record errors and go on, instead of stopping at the
             first cell that raises (a cell tagged ``raises-exception`` is
             always allowed to).
-        parameters: injected as a new cell after the one tagged ``parameters``.
+        parameters: injected as a new cell after the one tagged
+            ``parameters``, as papermill does.
+        record_timing: record timings in each cell's ``metadata.execution``.
         on_cell: called before each code cell runs.
+        skip_tags: cells with any of these tags are not run.
+        on_output: called with every output message (``stream``,
+            ``display_data``, ``update_display_data``, ``execute_result``,
+            ``error``, ``clear_output``) of every cell as it arrives (the
+            cell's outputs in ``notebook.cells`` catch up when the cell is
+            done).  Output an ipywidgets ``Output`` widget captures is the
+            widget's, and does not come here.
+        on_cell_done: called after each code cell finished, also one that
+            raised or timed out (before the error propagates), with the
+            cell's outputs, execution count and timings already in
+            ``notebook.cells`` (and the widget state in its metadata): the
+            place to save the notebook as it goes.
+        cell_timeout: the timeout of a cell, overriding ``timeout`` unless it
+            returns None.
+        clear_outputs: first empty the outputs and execution count of every
+            code cell, as papermill does; False leaves those of cells that do
+            not run (skipped, or after an error) as they were, as nbclient
+            does.
 
     Raises:
         CellError: a cell raised and errors were not allowed; the notebook
             holds everything run so far, the failing cell's error included.
-        TimeoutError: a cell ran longer than ``timeout``.
+        TimeoutError: a cell ran longer than its timeout.
+        HandlerError: ``on_output`` raised (the cell had run to its end).
         KernelDied: the kernel died.
     """
     if parameters:
         inject_parameters(notebook, parameters)
-    if kernel.info is not None:
-        notebook.metadata["language_info"] = msgspec.to_builtins(kernel.info.language_info)
-    # One display map for the notebook: an update_display_data in a later
-    # cell updates the earlier cells' outputs, so outputs stay dicts (shared
-    # with the map) until the run ends and are written into the cells then.
-    displays: dict[str, list[dict[str, Any]]] = {}
-    recorders: list[_CellRecorder] = []
+    if clear_outputs:
+        notebook.clear_outputs()
+    document = NotebookDocument(kernel, notebook, record_timing=record_timing)
+    skipped = {skip_tags} if isinstance(skip_tags, str) else set(skip_tags)
     runnable = [
         (i, cell)
         for i, cell in enumerate(notebook.cells)
-        if isinstance(cell, CodeCell) and cell.source.strip() and _SKIP_TAG not in _tags(cell)
+        if isinstance(cell, CodeCell) and cell.source.strip() and skipped.isdisjoint(_tags(cell))
     ]
+    options = _RunOptions(
+        timeout=timeout,
+        allow_errors=allow_errors,
+        on_output=on_output,
+        on_cell_done=on_cell_done,
+        cell_timeout=cell_timeout,
+    )
     try:
         for number, (index, cell) in enumerate(runnable, start=1):
+            progress = CellProgress(index=index, number=number, total=len(runnable))
             if on_cell is not None:
-                result = on_cell(CellProgress(index=index, number=number, total=len(runnable)))
-                if result is not None:
-                    await result
-            recorder = _CellRecorder(cell, displays)
-            recorders.append(recorder)
-            await _run_cell(kernel, recorder, index, timeout, allow_errors, record_timing)
+                await _call(on_cell, progress)
+            await _run_cell(document, cell, progress, options)
     finally:
-        for recorder in recorders:
-            recorder.cell.outputs = outputs_from_dicts(recorder.outputs.outputs)
-        widgets = kernel.widgets.metadata()
-        if widgets is not None:
-            notebook.metadata["widgets"] = widgets
+        # Whatever happened (error, timeout, Ctrl-C), the cells show what ran.
+        notebook = document.notebook
     return notebook
 
 
-async def _run_cell(
-    kernel: Kernel,
-    recorder: _CellRecorder,
-    index: int,
-    timeout: float | None,
-    allow_errors: bool,
-    record_timing: bool,
+def _output_handler(
+    on_output: Callable[[CellProgress, Message], Awaitable[None] | None], progress: CellProgress
+) -> Callable[[Message], Awaitable[None] | None]:
+    def handler(message: Message) -> Awaitable[None] | None:
+        if message.msg_type in _OUTPUT_TYPES:
+            return on_output(progress, message)
+        return None
+
+    return handler
+
+
+def _failure(record: _CellRecord, reply: object) -> ErrorReply | None:
+    """What makes the cell count as raising: an error reply, or a rejected output."""
+    if isinstance(reply, ErrorReply):
+        return reply
+    rejected = record.outputs.rejected
+    if rejected:
+        return ErrorReply(
+            ename=INVALID_OUTPUT,
+            evalue=rejected[0],
+            traceback=[f"{INVALID_OUTPUT}: {rejected[0]}"],
+        )
+    return None
+
+
+async def _cell_done(
+    document: NotebookDocument, progress: CellProgress, options: _RunOptions
 ) -> None:
-    cell = recorder.cell
-    errors_allowed = allow_errors or _RAISES_TAG in _tags(cell)
-    cell.outputs = []
-    cell.execution_count = None
-    if record_timing:
-        cell.metadata["execution"] = {}
+    if options.on_cell_done is None:
+        return
+    # Reading the document brings the cell's outputs into notebook.cells.
+    _ = document.notebook
+    await _call(options.on_cell_done, progress)
+
+
+async def _run_cell(
+    document: NotebookDocument, cell: CodeCell, progress: CellProgress, options: _RunOptions
+) -> None:
+    errors_allowed = options.allow_errors or _RAISES_TAG in _tags(cell)
+    seconds = options.cell_timeout(cell) if options.cell_timeout is not None else None
+    if seconds is None:
+        seconds = options.timeout
+    record = document._start(cell)
+    handlers: list[Any] = [record]
+    if options.on_output is not None:
+        handlers.append(_output_handler(options.on_output, progress))
     started = time.monotonic()
     try:
-        reply = await kernel.execute(
+        reply = await document.kernel.execute(
             cell.source,
-            handlers=[recorder],
-            timeout=timeout,
+            handlers=handlers,
+            timeout=seconds,
             stop_on_error=not errors_allowed,
         )
+    except TimeoutError:
+        # The kernel was interrupted and the cell has finished: it is done.
+        await _cell_done(document, progress, options)
+        raise
     finally:
-        # Whatever happened (error, timeout, Ctrl-C), the cell shows what ran.
-        cell.execution_count = recorder.outputs.execution_count
-        if record_timing:
-            cell.metadata["execution"] = recorder.timing
-        log.debug("cell %d ran in %.3f s", index, time.monotonic() - started)
-    if isinstance(reply, ErrorReply) and not errors_allowed:
-        raise CellError(index, cell.source, reply)
+        log.debug("cell %d ran in %.3f s", progress.index, time.monotonic() - started)
+    failure = _failure(record, reply)
+    await _cell_done(document, progress, options)
+    if failure is not None and not errors_allowed:
+        raise CellError(progress.index, cell.source, failure, cell_number=progress.number)

@@ -37,7 +37,14 @@ KEY = "a-test-key"
 class RogueKernel:
     """The sockets of a kernel, driven by the test."""
 
-    def __init__(self, tmp_path: Path, *, key: str = KEY, welcome: bool = True) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        *,
+        key: str = KEY,
+        welcome: bool = True,
+        kernel_info_padding: int = 0,
+    ) -> None:
         self.info = ConnectionInfo(
             transport="ipc",
             ip=str(tmp_path / "rogue"),
@@ -50,6 +57,7 @@ class RogueKernel:
         )
         self.session = Session(key)
         self.welcome = welcome
+        self.kernel_info_padding = kernel_info_padding
         self.context: zmq.Context[Any] = zmq.Context()
         self.shell = self._bind(zmq.ROUTER, "shell")
         self.iopub = self._bind(zmq.XPUB, "iopub")
@@ -109,6 +117,7 @@ class RogueKernel:
                 protocol_version="5.4",
                 implementation="rogue",
                 language_info=LanguageInfo(name="python"),
+                banner="x" * self.kernel_info_padding,
             )
             await self.reply(
                 identity, self.session.message("kernel_info_reply", info, parent=request)

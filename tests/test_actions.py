@@ -502,7 +502,7 @@ async def test_comm_data_that_is_not_an_object(kernel: sidecar.Kernel) -> None:
         "c2.send(42)"
     )
     assert opened == ["just text"]
-    assert kernel.connection.statistics().dropped_malformed == 0
+    assert kernel.statistics().dropped_malformed == 0
 
 
 async def test_opening_a_comm_to_no_target_is_refused(kernel: sidecar.Kernel) -> None:

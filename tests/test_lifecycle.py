@@ -424,7 +424,7 @@ async def test_restart_by_someone_else_fails_waiting_requests(tmp_path: Path) ->
     connection works with the new kernel afterwards."""
     async with _kernel_started_by_jupyter_client(tmp_path) as manager:
         async with sidecar.connect(manager.connection_file) as kernel:
-            old_session = kernel.connection.kernel_session
+            old_session = kernel.kernel_session
             restart = _oracle(lambda: manager.restart_kernel(now=True))
             await _waiting_request_fails_on(kernel, lambda: anyio.to_thread.run_sync(restart))
             with anyio.fail_after(30):
@@ -433,7 +433,7 @@ async def test_restart_by_someone_else_fails_waiting_requests(tmp_path: Path) ->
                         reply = await kernel.execute("'alive'")
                         break
             assert isinstance(reply, ExecuteReply)
-            assert kernel.connection.kernel_session != old_session
+            assert kernel.kernel_session != old_session
 
 
 def _slow_starting_kernelspec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:

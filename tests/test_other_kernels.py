@@ -53,7 +53,7 @@ async def test_outputs_errors_and_input(xpython: sidecar.Kernel) -> None:
     await xpython.execute("print(input('q?'))", stdin=answer, handlers=[typed])
     assert typed.text() == "answer to q?\n"
     # Nothing it sent was dropped (null parents, session-less welcome).
-    stats = xpython.connection.statistics()
+    stats = xpython.statistics()
     assert stats.dropped_invalid == 0
     assert stats.dropped_malformed == 0
 

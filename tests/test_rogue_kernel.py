@@ -58,7 +58,7 @@ async def test_unsolicited_malformed_comms_are_dropped_and_the_client_lives(
             await rogue.publish(_comm_msg(rogue, {"comm_id": "c1", "data": ["last", 2]}))
             await _wait_for(lambda: len(got) == 2, "the valid comm messages")
         assert [m.content.data for m in got] == ["connected", ["last", 2]]
-        assert kernel.connection.statistics().dropped_malformed == 3
+        assert kernel.statistics().dropped_malformed == 3
         assert sum("malformed" in r.getMessage() for r in caplog.records) == 3
         # The client is still usable.
         reply_task_result: list[Any] = []
@@ -118,7 +118,7 @@ async def test_malformed_messages_inside_a_request_are_dropped_and_it_completes(
         # The malformed stream went to the handlers and was dropped there; the
         # malformed status never reached them.
         assert seen.count("status") == 2
-        stats = kernel.connection.statistics()
+        stats = kernel.statistics()
         assert stats.dropped_malformed == 3
 
 

@@ -10,19 +10,21 @@ cancellable scope: cancel it, or let ``timeout=`` or an enclosing
 ``TimeoutError`` through, leaving the kernel ready for the next request.
 
 Handlers run in the task that awaits the action, never in a receive loop, so a
-slow handler slows only its own action.
+slow handler slows only its own action.  Two background tasks of the kernel
+take what no request waits for: one hands output that arrives after its
+request finished to that request's handlers, the other dispatches comm
+messages the kernel sends by itself to comms and comm targets.  Each keeps
+arrival order, so a slow callback there delays later late output (or later
+comm messages), never a request.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import (
     AbstractContextManager,
-    AsyncExitStack,
-    asynccontextmanager,
     nullcontext,
     suppress,
 )
@@ -30,8 +32,6 @@ from typing import Any, Final, Literal, TypeAlias, final
 
 import anyio
 import anyio.abc
-import msgspec
-import zmq
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from .._exceptions import (
@@ -45,11 +45,12 @@ from .._exceptions import (
     NoReply,
     WireError,
 )
-from .._task_groups import open_task_group
-from ..kernel._channels import Channel, Connection, Inbox, open_connection
-from ..kernel._kernelspec import KernelSpec, get_kernelspec
+from ..kernel._channels import Channels, ChannelStatistics
+from ..kernel._inbox import Inbox
+from ..kernel._kernelspec import KernelSpec
 from ..kernel._lifecycle import Event, State
-from ..kernel._process import KernelFiles, KernelProcess, make_kernel_files, start_kernel_process
+from ..kernel._process import KernelFiles, KernelProcess, start_kernel_process
+from ..transport import Channel
 from ..wire import (
     AbortedReply,
     CommInfoReply,
@@ -79,14 +80,13 @@ from ..wire import (
     Session,
     ShutdownReply,
     ShutdownRequest,
-    read_connection_file,
 )
 from ._comms import Comms
 from ._handlers import Handler, HeldHandler, deliver, hold, notify_done
 from ._request import RequestState, reply_type_of
 from ._widgets import OutputWidget, Widgets
 
-__all__ = ["Kernel", "StdinCallback", "connect", "launch"]
+__all__ = ["Kernel", "StdinCallback"]
 
 log = logging.getLogger("sidecar")
 
@@ -124,9 +124,10 @@ class Kernel:
 
     def __init__(
         self,
-        connection: Connection,
+        channels: Channels,
         task_group: anyio.abc.TaskGroup,
         *,
+        connection_info: ConnectionInfo | None = None,
         process: KernelProcess | None = None,
         spec: KernelSpec | None = None,
         interrupt_mode: Literal["signal", "message"] = "message",
@@ -134,7 +135,8 @@ class Kernel:
         files: KernelFiles | None = None,
         start_options: Mapping[str, Any] | None = None,
     ) -> None:
-        self._conn = connection
+        self._channels = channels
+        self._connection_info = connection_info
         self._files = files
         self._start_options = dict(start_options or {})
         self._tg = task_group
@@ -152,29 +154,34 @@ class Kernel:
     # -- properties ------------------------------------------------------------
 
     @property
-    def connection_info(self) -> ConnectionInfo:
-        """Where the kernel listens, and the key it signs with."""
-        return self._conn.info
+    def connection_info(self) -> ConnectionInfo | None:
+        """Where the kernel listens and the key it signs with (None when it is
+        reached through something else than its connection file)."""
+        return self._connection_info
 
     @property
     def session(self) -> Session:
         """The wire session that builds, signs and verifies our messages."""
-        return self._conn.session
+        return self._channels.session
 
     @property
-    def connection(self) -> Connection:
-        """The underlying channels (routing, observers, statistics)."""
-        return self._conn
+    def kernel_session(self) -> str | None:
+        """The kernel's own session id (it changes when the kernel restarts)."""
+        return self._channels.kernel_session
+
+    def statistics(self) -> ChannelStatistics:
+        """Counters of the messages received, routed and dropped so far."""
+        return self._channels.statistics()
 
     @property
     def execution_state(self) -> str:
         """The kernel's last published state: ``busy``, ``idle``, ``starting``..."""
-        return self._conn.execution_state
+        return self._channels.execution_state
 
     @property
     def execution_count(self) -> int | None:
         """The last execution count the kernel published (any client's execute)."""
-        return self._conn.execution_count
+        return self._channels.execution_count
 
     def observe(
         self, max_buffer: int = 1000
@@ -182,9 +189,11 @@ class Kernel:
         """Receive, while in the block, every message no request of ours caused.
 
         Other clients' outputs, ``debug_event`` messages, comm traffic the
-        kernel starts by itself: see :meth:`Connection.observe`.
+        kernel starts by itself.  When the observer falls ``max_buffer``
+        messages behind, newer ones are dropped for it (and logged) rather
+        than stalling the receive loops.
         """
-        return self._conn.observe(max_buffer)
+        return self._channels.observe(max_buffer)
 
     # -- the action machinery ------------------------------------------------------
 
@@ -266,7 +275,7 @@ class Kernel:
         buffers: Sequence[bytes] = (),
     ) -> Message | None:
         """:meth:`request`, returning the reply message (None for a request without reply)."""
-        conn = self._conn
+        conn = self._channels
         if conn.state is not State.READY:
             await conn.wait_usable()
         if self.handlers:
@@ -276,7 +285,7 @@ class Kernel:
             msg_type, content, metadata=metadata, buffers=buffers, **kwargs
         )
         msg_id = message.msg_id
-        inbox = conn.register(msg_id)
+        inbox = conn.register(msg_id, channel)
         state = RequestState(channel, reply_type_of(msg_type), needs_idle=needs_idle)
         errors: list[Exception] = []
         try:
@@ -309,6 +318,7 @@ class Kernel:
         stdin: StdinCallback | None,
     ) -> None:
         deadline: float | None = None
+        grace = self.grace
         while not state.done:
             if deadline is None or not inbox.empty():
                 # With the other half already queued, no timer is needed.
@@ -317,12 +327,12 @@ class Kernel:
                 with anyio.move_on_after(deadline - anyio.current_time()) as scope:
                     channel, message = await inbox.get()
                 if scope.cancelled_caught:
-                    self._expire(state)
+                    self._expire(state, grace)
                     return
             try:
                 kind = state.feed(channel, message)
             except WireError as e:
-                self._conn.drop_malformed(channel, message, e)
+                self._channels.drop_malformed(channel, message, e)
                 continue
             if kind == "stdin":
                 await self._answer_stdin(message, stdin)
@@ -338,7 +348,10 @@ class Kernel:
             if handlers:
                 await self._deliver(handlers, channel, message, errors)
             if deadline is None and state.half_done:
-                deadline = anyio.current_time() + self.grace
+                # An oversized output took what followed it on iopub (the
+                # idle too, as a rule): the reply is all that will come.
+                grace = 0.0 if inbox.iopub_lost else self.grace
+                deadline = anyio.current_time() + grace
 
     async def _deliver(
         self,
@@ -355,18 +368,18 @@ class Kernel:
             elif errors is not None:
                 errors.append(error)
         if malformed is not None:
-            self._conn.drop_malformed(channel, message, malformed)
+            self._channels.drop_malformed(channel, message, malformed)
 
-    def _expire(self, state: RequestState) -> None:
+    def _expire(self, state: RequestState, grace: float) -> None:
         if not state.expire():
             # Idle without a reply: there is nothing to return, and inventing
             # a reply would hide a broken kernel.
-            raise NoReply(f"the kernel went idle but sent no reply within {self.grace} s")
+            raise NoReply(f"the kernel went idle but sent no reply within {grace} s")
         assert state.reply is not None
         log.warning(
             "%s: got the reply but no idle within %.1f s; completing anyway",
             state.reply.msg_type,
-            self.grace,
+            grace,
         )
 
     async def _abandon(
@@ -384,7 +397,7 @@ class Kernel:
                     try:
                         kind = state.feed(channel, message)
                     except WireError as e:
-                        self._conn.drop_malformed(channel, message, e)
+                        self._channels.drop_malformed(channel, message, e)
                         continue
                     if kind == "stdin":
                         await self._answer_stdin(message, None)
@@ -405,7 +418,7 @@ class Kernel:
             prompt, password = request.prompt, request.password
         except WireError as e:
             # The kernel still waits in input(): answer, or it hangs.
-            self._conn.drop_malformed("stdin", message, e)
+            self._channels.drop_malformed("stdin", message, e)
             prompt, password, stdin = "", False, None
         if stdin is None:
             # The kernel is blocked in input(): answering is the only way to
@@ -414,8 +427,10 @@ class Kernel:
             value = ""
         else:
             value = await stdin(prompt, password)
-        reply = self._conn.session.message("input_reply", InputReply(value=value), parent=message)
-        await self._conn.send("stdin", reply)
+        reply = self._channels.session.message(
+            "input_reply", InputReply(value=value), parent=message
+        )
+        await self._channels.send("stdin", reply)
 
     async def _on_comm(self, channel: Channel, message: Message) -> None:
         """A comm message from the kernel: to the widget models, then to the comm registry.
@@ -427,16 +442,16 @@ class Kernel:
             self.widgets.apply(message)
             await self.comms.dispatch(message)
         except WireError as e:
-            self._conn.drop_malformed(channel, message, e)
+            self._channels.drop_malformed(channel, message, e)
         except Exception as e:  # a bug in the widget emulation must not kill a loop
             log.exception("error while handling %s", message.msg_type)
-            self._conn.drop_malformed(channel, message, e)
+            self._channels.drop_malformed(channel, message, e)
 
     async def _capture(self, widget: OutputWidget, channel: Channel, message: Message) -> None:
         try:
             await self.widgets.capture(widget, message)
         except WireError as e:
-            self._conn.drop_malformed(channel, message, e)
+            self._channels.drop_malformed(channel, message, e)
 
     async def _send_widget_update(self, comm_id: str, state: dict[str, Any]) -> Message | None:
         if comm_id not in self.comms:
@@ -450,12 +465,15 @@ class Kernel:
         if len(late) > _LATE_MEMORY:
             late.popitem(last=False)
 
+    def _start_background(self) -> None:
+        """Start the tasks that take what no request waits for (see the module doc)."""
+        self._tg.start_soon(self._route_late, name="sidecar late output")
+        self._tg.start_soon(self._dispatch_comms, name="sidecar comms")
+
     async def _route_late(self) -> None:
         """Hand output that arrives after a request finished to its handlers."""
-        with self._conn.observe(max_buffer=10_000) as unsolicited:
+        with self._channels.observe(max_buffer=10_000) as unsolicited:
             async for channel, message in unsolicited:
-                if message.msg_type in _COMM_TYPES:
-                    await self._on_comm(channel, message)
                 parent = message.parent_id
                 if parent is None or (held := self._late.get(parent)) is None:
                     continue
@@ -465,6 +483,13 @@ class Kernel:
                 else:
                     # Every handler is gone: nobody can see this request's output.
                     del self._late[parent]
+
+    async def _dispatch_comms(self) -> None:
+        """Dispatch the comm messages no request of ours caused."""
+        with self._channels.observe(max_buffer=10_000) as unsolicited:
+            async for channel, message in unsolicited:
+                if message.msg_type in _COMM_TYPES:
+                    await self._on_comm(channel, message)
 
     # -- shell requests ------------------------------------------------------------
 
@@ -651,8 +676,10 @@ class Kernel:
         buffers: Sequence[bytes] = (),
     ) -> Message:
         """Send a comm message on shell (comm messages have no reply); the message sent."""
-        message = self._conn.session.message(msg_type, content, metadata=metadata, buffers=buffers)
-        await self._conn.send("shell", message)
+        message = self._channels.session.message(
+            msg_type, content, metadata=metadata, buffers=buffers
+        )
+        await self._channels.send("shell", message)
         return message
 
     # -- control requests --------------------------------------------------------------
@@ -755,21 +782,21 @@ class Kernel:
         """The kernel's lifecycle state: ``starting``, ``ready``, ``restarting``,
         ``lost`` (a kernel we do not own stopped answering; it is served again
         once it answers), ``dead`` or ``closed``."""
-        return self._conn.state.value
+        return self._channels.state.value
 
     async def _wait_ready(self, timeout: float) -> None:
         with anyio.fail_after(timeout):
-            reply = (await self._conn.wait_ready()).content
+            reply = (await self._channels.wait_ready()).content
         if isinstance(reply, KernelInfoReply):
             self.info = reply
-        self._conn.handle(Event.READY)
+        self._channels.handle(Event.READY)
 
     def _watch(self, process: KernelProcess) -> None:
         """Watch ``process`` for exit; a restart stops watching the process it replaces."""
         if self._watching is not None:
             self._watching.cancel()
         self._watching = scope = anyio.CancelScope()
-        self._tg.start_soon(_watch_process, self._conn, process, scope)
+        self._tg.start_soon(_watch_process, self._channels, process, scope)
 
     async def restart(self, *, timeout: float = 60.0) -> None:
         """Restart the kernel: a fresh process on the same connection.
@@ -785,7 +812,7 @@ class Kernel:
             KernelStartError: the new kernel exited or did not answer within
                 ``timeout`` (the kernel is then dead, or lost if not ours).
         """
-        conn = self._conn
+        conn = self._channels
         process = self.process
         if process is None:
             with anyio.move_on_after(5.0), suppress(KernelError):
@@ -803,7 +830,7 @@ class Kernel:
                 await process.wait()
             conn.handle(Event.RESTART_BEGUN, "the kernel was restarted")
             await process.stop()
-            conn.watch_handshakes()
+            conn.transport.expect_new_kernel()
             self.process = await _start_process(spec, files, self._tg, self._start_options)
             self._watch(self.process)
         try:
@@ -814,11 +841,11 @@ class Kernel:
 
 
 async def _watch_process(
-    conn: Connection, process: KernelProcess, scope: anyio.CancelScope
+    channels: Channels, process: KernelProcess, scope: anyio.CancelScope
 ) -> None:
     with scope:
         code = await process.wait()
-        conn.handle(Event.PROCESS_EXITED, "the kernel process exited", exit_code=code)
+        channels.handle(Event.PROCESS_EXITED, "the kernel process exited", exit_code=code)
 
 
 async def _start_process(
@@ -843,7 +870,7 @@ async def _ready_or_died(kernel: Kernel, timeout: float, source: str) -> None:
         process = kernel.process
         if process is None:
             if isinstance(e, TimeoutError):
-                raise TimeoutError(_no_answer(kernel._conn, timeout, source)) from None
+                raise TimeoutError(_no_answer(kernel._channels, timeout, source)) from None
             raise
         with anyio.CancelScope(shield=True):
             with anyio.move_on_after(0.5):
@@ -859,202 +886,17 @@ async def _ready_or_died(kernel: Kernel, timeout: float, source: str) -> None:
         ) from e
 
 
-def _no_answer(conn: Connection, timeout: float, source: str) -> str:
+def _no_answer(channels: Channels, timeout: float, source: str) -> str:
     """Why connecting timed out, from what was seen meanwhile."""
-    if conn.heartbeat_answered:
+    shell = channels.transport.describe("shell")
+    if channels.heartbeat_answered:
         return (
             f"{source}: the kernel answers its heartbeat but not kernel_info_request "
-            f"on {conn.info.endpoint('shell')} within {timeout} s"
+            f"on {shell} within {timeout} s"
         )
-    if conn.statistics().received:
+    if channels.statistics().received:
         return f"{source}: the kernel did not answer kernel_info_request within {timeout} s"
     return (
-        f"{source}: no kernel answered within {timeout} s "
-        f"(nothing at {conn.info.endpoint('shell')}): is the kernel running?"
+        f"{source}: no kernel answered within {timeout} s (nothing at {shell}): "
+        "is the kernel running?"
     )
-
-
-@asynccontextmanager
-async def connect(
-    connection: str | os.PathLike[str] | ConnectionInfo,
-    *,
-    ready_timeout: float = 30.0,
-    heartbeat_interval: float | None = 2.0,
-    interrupt_mode: Literal["signal", "message"] = "message",
-    context: zmq.Context[Any] | None = None,
-) -> AsyncIterator[Kernel]:
-    """Connect to a kernel someone else started, by its connection file.
-
-    Returns once every channel is proven live.  Leaving the block closes the
-    sockets and leaves the kernel running: call :meth:`Kernel.shutdown` to
-    stop it.
-
-    A kernel we connect to is not ours: when it stops answering heartbeats
-    (its manager restarts it, it is paused), waiting requests fail with
-    :class:`~sidecar.KernelDied` and new ones fail at once until it answers
-    again; then it is served again, whether it is the same process or a new
-    one (see :attr:`Kernel.state`).
-
-    Raises:
-        ConnectionFileError: the file is missing or invalid.
-        AuthenticationError: the kernel signs with another key (in seconds).
-        TimeoutError: the kernel did not answer within ``ready_timeout``; the
-            message says what did answer (nothing, only the heartbeat...).
-        KernelDied: its heartbeat stopped while connecting.
-    """
-    if isinstance(connection, ConnectionInfo):
-        info, source = connection, "the connection info given"
-    else:
-        info, source = read_connection_file(connection), os.fspath(connection)
-    async with (
-        open_connection(info, heartbeat_interval=heartbeat_interval, context=context) as conn,
-        open_task_group() as tg,
-    ):
-        kernel = Kernel(conn, tg, interrupt_mode=interrupt_mode)
-        tg.start_soon(kernel._route_late)
-        try:
-            await _ready_or_died(kernel, ready_timeout, source)
-            yield kernel
-        finally:
-            tg.cancel_scope.cancel()
-
-
-_PORT_IN_USE: Final = ("Address already in use", "EADDRINUSE")
-
-
-@asynccontextmanager
-async def launch(
-    kernel_name: str = "python3",
-    *,
-    transport: Literal["ipc", "tcp"] = "tcp",
-    ip: str = "127.0.0.1",
-    encrypt: bool = False,
-    cwd: str | os.PathLike[str] | None = None,
-    env: Mapping[str, str] | None = None,
-    extra_arguments: Sequence[str] = (),
-    startup_timeout: float = 60.0,
-    shutdown_timeout: float = 5.0,
-    heartbeat_interval: float | None = 2.0,
-    context: zmq.Context[Any] | None = None,
-    start_attempts: int = 3,
-) -> AsyncIterator[Kernel]:
-    """Launch a kernel from its kernelspec, and own it for the block.
-
-    The kernel runs in its own process group.  Leaving the block, whatever
-    happened in it (error, cancellation, timeout), asks the kernel to shut
-    down, then terminates and kills its process group, reaps it, and removes
-    its connection file.
-
-    Args:
-        kernel_name: the kernelspec's name.
-        transport: ``"tcp"`` on ``ip`` (the default: every kernel that
-            jupyter_client can start supports it), or ``"ipc"``: Unix domain
-            sockets in a private directory, with no port race and nothing
-            reachable from the network, for kernels that support it
-            (ipykernel does; xeus-python does not).
-        encrypt: for TCP, give the kernel a CurveZMQ keypair so its traffic is
-            encrypted (the kernel must support it).
-        cwd: the kernel's working directory.
-        env: variables added to the kernel's environment.
-        extra_arguments: appended to the kernelspec's command line (e.g.
-            ``["--HistoryManager.hist_file=:memory:"]`` for ipykernel).
-        startup_timeout: seconds until the kernel must answer kernel_info.
-        shutdown_timeout: seconds a kernel gets to exit before it is killed.
-        heartbeat_interval: seconds between heartbeats; None for none.
-        start_attempts: a kernel that cannot bind its ports is retried this
-            many times on fresh ports.
-
-    Raises:
-        NoSuchKernel: no kernelspec of that name.
-        KernelStartError: the kernel exited or did not answer in time (the
-            error carries the tail of its output).
-    """
-    spec = get_kernelspec(kernel_name)
-    options = _LaunchOptions(
-        transport=transport,
-        ip=ip,
-        encrypt=encrypt,
-        process={"cwd": cwd, "env": env, "extra_arguments": list(extra_arguments)},
-        startup_timeout=startup_timeout,
-        shutdown_timeout=shutdown_timeout,
-        heartbeat_interval=heartbeat_interval,
-        context=context,
-    )
-    for attempt in range(1, start_attempts + 1):
-        stack = AsyncExitStack()
-        try:
-            kernel = await stack.enter_async_context(_launch_once(spec, options))
-        except KernelStartError as e:
-            if attempt < start_attempts and any(s in e.stderr for s in _PORT_IN_USE):
-                log.info("the kernel could not bind its ports; retrying on fresh ones")
-                continue
-            raise
-        break
-    async with stack:
-        yield kernel
-
-
-class _LaunchOptions(msgspec.Struct, kw_only=True, frozen=True):
-    transport: Literal["ipc", "tcp"]
-    ip: str
-    encrypt: bool
-    process: dict[str, Any]
-    startup_timeout: float
-    shutdown_timeout: float
-    heartbeat_interval: float | None
-    context: Any
-
-
-@asynccontextmanager
-async def _launch_once(spec: KernelSpec, options: _LaunchOptions) -> AsyncIterator[Kernel]:
-    files = make_kernel_files(
-        spec.name, transport=options.transport, ip=options.ip, curve=options.encrypt
-    )
-    kernel: Kernel | None = None
-    try:
-        async with open_task_group() as tg:
-            process = await _start_process(spec, files, tg, options.process)
-            try:
-                async with open_connection(
-                    files.info,
-                    heartbeat_interval=options.heartbeat_interval,
-                    context=options.context,
-                    owned=True,
-                ) as conn:
-                    kernel = Kernel(
-                        conn,
-                        tg,
-                        process=process,
-                        spec=spec,
-                        interrupt_mode=spec.interrupt_mode,
-                        files=files,
-                        start_options=options.process,
-                    )
-                    kernel._watch(process)
-                    tg.start_soon(kernel._route_late)
-                    await _ready_or_died(kernel, options.startup_timeout, spec.name)
-                    try:
-                        yield kernel
-                    finally:
-                        await _shutdown(kernel, options.shutdown_timeout)
-            finally:
-                # Whatever happened, the process (the current one, after
-                # restarts) is gone when we leave.
-                last = kernel.process if kernel is not None and kernel.process else process
-                await last.stop(options.shutdown_timeout)
-                tg.cancel_scope.cancel()
-    finally:
-        files.remove()
-
-
-async def _shutdown(kernel: Kernel, timeout: float) -> None:
-    """Ask politely, bounded and shielded; :meth:`KernelProcess.stop` does the rest."""
-    process = kernel.process
-    if process is None or process.returncode is not None or kernel._conn.error is not None:
-        return
-    with anyio.CancelScope(shield=True), anyio.move_on_after(timeout / 2):
-        try:
-            await kernel.shutdown(timeout=None)
-        except KernelError:
-            return
-        await process.wait()

@@ -33,6 +33,7 @@ import anyio
 import anyio.abc
 from jupyter_core.paths import jupyter_runtime_dir
 
+from ..transport import curve_keypair
 from ..wire import ConnectionInfo, write_connection_file
 from ._kernelspec import KernelSpec
 
@@ -110,10 +111,7 @@ def make_kernel_files(
     public: str | None = None
     secret: str | None = None
     if curve:
-        import zmq
-
-        public_key, secret_key = zmq.curve_keypair()
-        public, secret = public_key.decode(), secret_key.decode()
+        public, secret = curve_keypair()
     if transport == "ipc":
         # IPC "ports" are suffixes of a path in a private (0700) directory.
         ipc_dir = Path(tempfile.mkdtemp(prefix="sidecar-", dir=runtime))

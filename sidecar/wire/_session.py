@@ -344,6 +344,12 @@ class Session:
         self._prefix = f"{self.session_id}_"
         self._count = 0
 
+    @property
+    def replay_guard(self) -> ReplayGuard | None:
+        """The signatures remembered to refuse replays (None when off): its
+        ``len()`` is bounded by the window, however long the session lives."""
+        return self._guard
+
     @classmethod
     def from_connection_info(cls, info: ConnectionInfo, **kwargs: Any) -> Session:
         """A session with the key and signature scheme of a connection file."""
