@@ -1,4 +1,4 @@
-"""Developer tasks.  ``nox -l`` lists them; CI runs ``.ci/run`` (the README's test command)."""
+"""Developer tasks.  ``nox -l`` lists them; CI runs ``.ci/run`` (the README's two commands)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package."""
-    session.install("-e", ".", "mypy")
+    session.install("-e", ".", "mypy", "types-PyYAML", "types-tqdm")
     session.run("mypy", "--strict", "sidecar")
 
 

@@ -133,7 +133,11 @@ class NoSuchKernel(KernelError, LookupError):
         self.name = name
         self.available = sorted(available)
         found = ", ".join(self.available) if self.available else "none"
-        super().__init__(f"no kernelspec named {name!r} (found: {found})")
+        if name.lower() in ("python", "python3"):
+            hint = "install one with: pip install ipykernel (or pip install 'sidecar[ipykernel]')"
+        else:
+            hint = "`sidecar kernelspecs` or `jupyter kernelspec list` shows what is installed"
+        super().__init__(f"no kernelspec named {name!r} (found: {found}); {hint}")
 
 
 class KernelStartError(KernelError):

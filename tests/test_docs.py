@@ -19,6 +19,9 @@ each one becomes a test:
   must be exactly what that command prints.
 - A block preceded by ``<!-- docs-test: skip REASON -->`` is not run; the
   reason is required.  Keep these rare.
+- README.md's first command, the one a newcomer copies, also runs verbatim,
+  install included, in a fresh virtualenv (slow: minutes).  ``.ci/run`` runs
+  it that way itself and tells this test so, to do it once.
 
 The example scripts start in parallel (a few at a time) when the first of them
 is needed, so the whole file takes seconds, not minutes.
@@ -51,6 +54,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 SOURCES = [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
 SCRIPT_TIMEOUT = 45.0
+VENV_TIMEOUT = 600.0
 PARALLEL = 3
 HELP_COLUMNS = "80"
 
@@ -160,7 +164,23 @@ def _bin_dir() -> Path:
     return bin_dir
 
 
-def _run_script(block: Block, bin_dir: Path) -> subprocess.CompletedProcess[str]:
+@dataclass
+class Ran:
+    """What running a block did: its process, and the files it left behind."""
+
+    done: subprocess.CompletedProcess[str]
+    left: list[str]
+
+
+def _files_left(scratch: Path, before: set[Path]) -> list[str]:
+    return sorted(
+        str(path.relative_to(scratch))
+        for path in scratch.rglob("*")
+        if path.is_file() and path not in before
+    )
+
+
+def _run_script(block: Block, bin_dir: Path) -> Ran:
     scratch = _scratch_dir()
     try:
         if block.lang == "sh":
@@ -169,6 +189,7 @@ def _run_script(block: Block, bin_dir: Path) -> subprocess.CompletedProcess[str]
             script = scratch / "example.py"
             script.write_text(block.code, encoding="utf-8")
             argv = [sys.executable, str(script)]
+        before = set(scratch.rglob("*"))
         env = dict(os.environ)
         env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
@@ -190,14 +211,15 @@ def _run_script(block: Block, bin_dir: Path) -> subprocess.CompletedProcess[str]
             os.killpg(process.pid, signal.SIGKILL)
             stdout, stderr = process.communicate()
             stderr += f"\n[killed after {SCRIPT_TIMEOUT} s]"
-            return subprocess.CompletedProcess(argv, -9, stdout, stderr)
-        return subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
+            return Ran(subprocess.CompletedProcess(argv, -9, stdout, stderr), [])
+        done = subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
+        return Ran(done, _files_left(scratch, before))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
-def scripts(request: pytest.FixtureRequest) -> Iterator[dict[str, concurrent.futures.Future]]:
+def scripts(request: pytest.FixtureRequest) -> Iterator[dict[str, concurrent.futures.Future[Ran]]]:
     """Start every selected example script, a few at a time; their futures by block id."""
     selected = {
         item.callspec.params["block"].id
@@ -244,7 +266,7 @@ def _check_output(block: Block, stdout: str) -> None:
 @pytest.mark.parametrize("block", RUNNABLE, ids=[b.id for b in RUNNABLE])
 def test_example_runs(
     block: Block,
-    scripts: dict[str, concurrent.futures.Future],
+    scripts: dict[str, concurrent.futures.Future[Ran]],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -255,16 +277,36 @@ def test_example_runs(
     if block.lang == "sh" and not _shell_commands(block):
         pytest.skip("only installs the project or runs the test suite")
     if block.is_script:
-        done = scripts[block.id].result()
+        ran = scripts[block.id].result()
+        done = ran.done
         assert done.returncode == 0, (
             f"{block.id} failed (exit {done.returncode})\n"
             f"--- stdout ---\n{done.stdout}\n--- stderr ---\n{done.stderr}"
         )
         _check_output(block, done.stdout)
+        _check_ignored(block, ran.left)
         return
     monkeypatch.chdir(tmp_path)
     exec(compile(block.code, block.id, "exec"), {"__name__": "__main__"})
     _check_output(block, capsys.readouterr().out)
+    _check_ignored(block, _files_left(tmp_path, set()))
+
+
+def _check_ignored(block: Block, left: list[str]) -> None:
+    """What an example leaves, run from the repository's root, git ignores."""
+    if not left or shutil.which("git") is None or not (ROOT / ".git").exists():
+        return
+    checked = subprocess.run(
+        ["git", "check-ignore", "--no-index", "--stdin"],
+        cwd=ROOT,
+        input="\n".join(left),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    ignored = set(checked.stdout.splitlines())
+    kept = [path for path in left if path not in ignored]
+    assert not kept, f"{block.id} leaves files .gitignore does not cover: {kept}"
 
 
 @pytest.mark.parametrize("block", HELP, ids=[b.id for b in HELP])
@@ -305,6 +347,58 @@ def test_api_reference_covers_every_public_name(namespace: str) -> None:
     repeated = sorted({name for name in documented if documented.count(name) > 1})
     assert not repeated, f"documented twice: {repeated}"
     assert sorted(documented) == sorted(module.__all__)
+
+
+README_COMMANDS = [b.code.strip() for b in _blocks(ROOT / "README.md") if b.lang == "sh"]
+
+
+def test_readme_commands_are_what_ci_runs() -> None:
+    """.ci/run runs README's first two sh blocks: the first command, then the tests."""
+    first, tests = README_COMMANDS[:2]
+    assert first.startswith("python -m pip install -e '.[ipykernel]' && ")
+    assert first.endswith("sidecar run examples/tour.ipynb --show")
+    assert tests.endswith("python -m pytest")
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert "readme_command 1" in ci
+    assert "readme_command 2" in ci
+
+
+@pytest.mark.kernel
+@pytest.mark.timeout(VENV_TIMEOUT + 60)
+def test_readme_first_command_in_a_fresh_virtualenv(tmp_path: Path) -> None:
+    if os.environ.get("SIDECAR_README_FIRST_COMMAND_CHECKED"):
+        pytest.skip(".ci/run ran it in a fresh virtualenv of its own")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    # A copy of the project: the command writes examples/tour.out.ipynb.
+    project = tmp_path / "sidecar"
+    shutil.copytree(
+        ROOT,
+        project,
+        ignore=shutil.ignore_patterns(
+            ".git", ".nox", ".venv", ".ci", "build", "dist", "*.out.ipynb", "__pycache__"
+        ),
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+
+    def bash(command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", "-c", command],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=VENV_TIMEOUT,
+        )
+
+    upgraded = bash("python -m pip install -q --upgrade pip")
+    if upgraded.returncode != 0:
+        pytest.skip(f"no package index to install from:\n{upgraded.stderr[-2000:]}")
+    done = bash(README_COMMANDS[0])
+    assert done.returncode == 0, f"--- stdout ---\n{done.stdout}\n--- stderr ---\n{done.stderr}"
+    assert "hello, world (2/2)\n" in done.stdout
+    assert "still running after the expected error\n" in done.stdout
 
 
 def test_every_block_has_a_language() -> None:
