@@ -7,6 +7,7 @@ jupyter_client frontends in worker threads, several at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -28,40 +29,37 @@ pytestmark = [pytest.mark.anyio, pytest.mark.kernel]
 T = TypeVar("T")
 
 
-def _in_thread(fn: Callable[[], T]) -> Callable[[], T]:
-    """Run a jupyter_client call in a worker thread, closing the private event
-    loop jupyter_client makes there (else it leaks into later tests)."""
-
-    def run() -> T:
-        try:
-            return fn()
-        finally:
-            policy = asyncio.get_event_loop_policy()
-            try:
-                loop = policy.get_event_loop()
-            except RuntimeError:
-                pass
-            else:
-                loop.close()
-                policy.set_event_loop(None)
-
-    return run
-
-
 async def frontend(connection_file: Path, work: Callable[[BlockingKernelClient], T]) -> T:
-    """A jupyter_client frontend attached to ``connection_file`` doing ``work``."""
+    """A jupyter_client frontend attached to ``connection_file`` doing ``work``.
 
-    def attach() -> T:
+    In a thread of its own: jupyter_client's blocking calls run an asyncio
+    loop that jupyter_core keeps in a context variable, which a worker thread
+    would inherit from the test (and share with the other frontends running).
+    """
+    result: list[T] = []
+    failure: list[BaseException] = []
+
+    def attach() -> None:
         client = BlockingKernelClient(connection_file=str(connection_file))
         client.load_connection_file()
         client.start_channels()
         try:
             client.wait_for_ready(timeout=30)
-            return work(client)
+            result.append(work(client))
+        except BaseException as e:
+            failure.append(e)
         finally:
             client.stop_channels()
+            with contextlib.suppress(RuntimeError):  # no loop was made
+                asyncio.get_event_loop_policy().get_event_loop().close()
+            asyncio.set_event_loop(None)
 
-    return await anyio.to_thread.run_sync(_in_thread(attach))
+    thread = threading.Thread(target=attach, name=f"frontend {id(work):x}", daemon=True)
+    thread.start()
+    await anyio.to_thread.run_sync(thread.join)
+    if failure:
+        raise failure[0]
+    return result[0]
 
 
 def _stdout_of(
@@ -315,3 +313,52 @@ async def test_a_dead_kernel_is_told_to_frontends(tmp_path: Path) -> None:
         assert reply["content"]["status"] == "error"
         assert reply["content"]["ename"] == "KernelDied"
         assert "dead" in statuses
+
+
+async def test_the_example_hooks_lint_audit_and_deny(tmp_path: Path) -> None:
+    from sidecar.server._hooks import AuditLog, deny, lint
+
+    audit = AuditLog(tmp_path / "audit.jsonl")
+    async with (
+        sidecar.launch("python3") as kernel,
+        sidecar.serve(
+            kernel,
+            connection_file=tmp_path / "hooked.json",
+            request_hooks=[audit.on_request, deny(r"\bos\.system\b"), lint()],
+            message_hooks=[audit.on_message],
+        ) as shared,
+    ):
+        path = _file(shared)
+
+        def run(code: str) -> Callable[[BlockingKernelClient], tuple[dict[str, Any], str, str]]:
+            def work(client: BlockingKernelClient) -> tuple[dict[str, Any], str, str]:
+                err: list[str] = []
+
+                def hook(msg: dict[str, Any]) -> None:
+                    if msg["msg_type"] == "stream" and msg["content"]["name"] == "stderr":
+                        err.append(msg["content"]["text"])
+
+                reply = client.execute_interactive(code, output_hook=hook, timeout=30)
+                return reply, "", "".join(err)
+
+            return work
+
+        reply, _, err = await frontend(path, run("print(undefined_name_here)"))
+        assert "lint: line 1: undefined name 'undefined_name_here'" in err
+        assert reply["content"]["status"] == "error"  # it ran: NameError
+        reply, _, err = await frontend(path, run("import os; os.system('true')"))
+        assert reply["content"]["status"] == "error"
+        assert "denied" in reply["content"]["evalue"]
+        reply, _, _ = await frontend(path, run("x = 1"))
+        assert reply["content"]["status"] == "ok"
+    audit.close()
+    lines = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    executes = [line for line in lines if line["msg_type"] == "execute_request"]
+    assert [e["code"] for e in executes] == [
+        "print(undefined_name_here)",
+        "import os; os.system('true')",
+        "x = 1",
+    ]
+    assert [e["status"] for e in executes] == ["error", "error", "ok"]
+    assert executes[1]["ename"] == "Refused"
+    assert all(e["frontend"] and e["seconds"] >= 0 for e in executes)

@@ -249,7 +249,7 @@ class SharedKernel:
                 await self._shutdown_request(request)
             elif message.msg_type == "interrupt_request":
                 await self.kernel.interrupt()
-                self._reply(request, "interrupt_reply", {"status": "ok"})
+                await self._reply(request, "interrupt_reply", {"status": "ok"})
             else:
                 await self._forward(request)
         except KernelError as e:
@@ -308,14 +308,14 @@ class SharedKernel:
             else:
                 await self.kernel.shutdown()
                 self._done.set()
-            self._reply(request, "shutdown_reply", {"status": "ok", "restart": restart})
+            await self._reply(request, "shutdown_reply", {"status": "ok", "restart": restart})
             return
         if restart:
             await self._refuse(
                 request, "frontends do not restart this shared kernel", ename="Refused"
             )
             return
-        self._reply(request, "shutdown_reply", {"status": "ok", "restart": False})
+        await self._reply(request, "shutdown_reply", {"status": "ok", "restart": False})
         self.frontends.pop(request.frontend.identity, None)
         log.info("frontend %s detached", request.frontend.identity.hex())
         if policy == "exit":
@@ -332,7 +332,7 @@ class SharedKernel:
         error = ErrorReply(ename=ename, evalue=reason, traceback=[reason])
         reply_type = message.msg_type.removesuffix("_request") + "_reply"
         if message.msg_type.endswith("_request"):
-            self._reply(request, reply_type, error)
+            await self._reply(request, reply_type, error)
         self._publish_about(message, "status", Status(execution_state="idle"))
 
     # -- sending to frontends ----------------------------------------------------------------
@@ -341,9 +341,9 @@ class SharedKernel:
         assert self._server is not None
         return self._server.session.message(msg_type, content, parent=parent)
 
-    def _reply(self, request: FrontendRequest, msg_type: str, content: Any) -> None:
+    async def _reply(self, request: FrontendRequest, msg_type: str, content: Any) -> None:
         reply = self._message(msg_type, content, parent=request.message)
-        self._server_send(request.frontend, request.channel, reply)
+        await self._send_to(request.frontend, request.channel, reply)
 
     def _publish_about(self, parent: Message, msg_type: str, content: Any) -> None:
         self._publish(self._message(msg_type, content, parent=parent))
