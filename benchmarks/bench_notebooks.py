@@ -39,7 +39,7 @@ from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
 
 from benchmarks._harness import Table, emit, environment, fmt_ratio, parse_args
-from sidecar._batch import run_files
+from sidecar.notebook._files import run_files
 
 CELLS_BIG = 200
 NOTEBOOKS = 16

@@ -1,15 +1,5 @@
 """sidecar: a Jupyter kernel client on pyzmq and anyio, for asyncio and trio alike."""
 
-from ._bench import (
-    BenchResult as BenchResult,
-    BenchSample as BenchSample,
-    BenchStats as BenchStats,
-    BenchVariant as BenchVariant,
-    BenchVariantResult as BenchVariantResult,
-    VariantLike as VariantLike,
-    bench as bench,
-)
-from ._document import NotebookDocument as NotebookDocument
 from ._exceptions import (
     AuthenticationError as AuthenticationError,
     CommRefused as CommRefused,
@@ -29,7 +19,22 @@ from ._exceptions import (
     SidecarError as SidecarError,
     WireError as WireError,
 )
-from ._notebook import (
+from ._version import __version__ as __version__
+from .client._comms import Comm as Comm, Comms as Comms, CommTarget as CommTarget
+from .client._handlers import Handler as Handler
+from .client._kernel import Kernel as Kernel, StdinCallback as StdinCallback
+from .client._launch import connect as connect, launch as launch
+from .client._outputs import Outputs as Outputs, apply_stream_controls as apply_stream_controls
+from .client._widgets import Widgets as Widgets
+from .kernel._channels import ChannelStatistics as ChannelStatistics
+from .kernel._kernelspec import (
+    KernelSpec as KernelSpec,
+    find_kernelspecs as find_kernelspecs,
+    get_kernelspec as get_kernelspec,
+)
+from .kernel._process import KernelProcess as KernelProcess
+from .notebook._document import NotebookDocument as NotebookDocument
+from .notebook._model import (
     Cell as Cell,
     CodeCell as CodeCell,
     DisplayDataOutput as DisplayDataOutput,
@@ -51,21 +56,11 @@ from ._notebook import (
     save_notebook as save_notebook,
     write_notebook as write_notebook,
 )
-from ._outputs import Outputs as Outputs, apply_stream_controls as apply_stream_controls
-from ._run import CellError as CellError, CellProgress as CellProgress, run_notebook as run_notebook
-from ._version import __version__ as __version__
-from .client._comms import Comm as Comm, Comms as Comms, CommTarget as CommTarget
-from .client._handlers import Handler as Handler
-from .client._kernel import Kernel as Kernel, StdinCallback as StdinCallback
-from .client._launch import connect as connect, launch as launch
-from .client._widgets import Widgets as Widgets
-from .kernel._channels import ChannelStatistics as ChannelStatistics
-from .kernel._kernelspec import (
-    KernelSpec as KernelSpec,
-    find_kernelspecs as find_kernelspecs,
-    get_kernelspec as get_kernelspec,
+from .notebook._run import (
+    CellError as CellError,
+    CellProgress as CellProgress,
+    run_notebook as run_notebook,
 )
-from .kernel._process import KernelProcess as KernelProcess
 from .server._shared import (
     Frontend as Frontend,
     FrontendRequest as FrontendRequest,
@@ -78,11 +73,6 @@ from .server._shared import (
 
 __all__ = [
     "AuthenticationError",
-    "BenchResult",
-    "BenchSample",
-    "BenchStats",
-    "BenchVariant",
-    "BenchVariantResult",
     "Cell",
     "CellError",
     "CellProgress",
@@ -128,12 +118,10 @@ __all__ = [
     "SidecarError",
     "StdinCallback",
     "StreamOutput",
-    "VariantLike",
     "Widgets",
     "WireError",
     "__version__",
     "apply_stream_controls",
-    "bench",
     "connect",
     "find_kernelspecs",
     "get_kernelspec",

@@ -1,4 +1,4 @@
-"""Small pieces shared across layers.  Imports: stdlib and anyio only."""
+"""A task group that gives back a lone exception as itself (used by every layer)."""
 
 from __future__ import annotations
 

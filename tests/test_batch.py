@@ -14,7 +14,8 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 import sidecar
 from sidecar import KernelSpec
-from sidecar._batch import (
+from sidecar.cli._terminal import _Lines, labels, summary_table
+from sidecar.notebook._files import (
     NotebookResult,
     RunEvents,
     RunOptions,
@@ -24,8 +25,7 @@ from sidecar._batch import (
     run_files,
     run_planned,
 )
-from sidecar._run import CellProgress
-from sidecar._terminal import _Lines, labels, summary_table
+from sidecar.notebook._run import CellProgress
 from sidecar.wire import Message
 
 

@@ -14,7 +14,8 @@ import pytest
 from conftest import kernel_processes_of
 
 import sidecar
-from sidecar._bench import _variants
+import sidecar.bench
+from sidecar.bench._harness import _variants
 
 pytestmark = pytest.mark.kernel
 
@@ -25,7 +26,7 @@ def sidecar_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def in_seq_order(result: sidecar.BenchResult) -> list[sidecar.BenchSample]:
+def in_seq_order(result: sidecar.bench.BenchResult) -> list[sidecar.bench.BenchSample]:
     return sorted((s for v in result.variants for s in v.samples), key=lambda s: s.seq)
 
 
@@ -38,15 +39,15 @@ def assert_no_kernels_left() -> None:
 
 
 def test_stats_of_known_values() -> None:
-    stats = sidecar.BenchStats.of([5.0, 1.0, 4.0, 2.0, 3.0])
+    stats = sidecar.bench.BenchStats.of([5.0, 1.0, 4.0, 2.0, 3.0])
     assert (stats.count, stats.mean, stats.median, stats.min, stats.max) == (5, 3.0, 3.0, 1.0, 5.0)
     assert stats.stdev == pytest.approx(math.sqrt(2.5))
     assert stats.p99 == pytest.approx(4.96)
     assert stats.spread == pytest.approx(2 / 3)  # quartiles 2 and 4, median 3
-    one = sidecar.BenchStats.of([0.25])
+    one = sidecar.bench.BenchStats.of([0.25])
     assert (one.p99, one.stdev, one.spread) == (0.25, 0.0, 0.0)
     with pytest.raises(ValueError, match="no values"):
-        sidecar.BenchStats.of([])
+        sidecar.bench.BenchStats.of([])
 
 
 def test_variant_names() -> None:
@@ -60,7 +61,9 @@ def test_variant_names() -> None:
         ]
     )
     assert [v.name for v in found] == ["pass", "pass #2", "nb.ipynb", "x = 1 ...", "mine", "other"]
-    assert found[2] == sidecar.BenchVariant("nb.ipynb", notebook=os.fspath(Path("dir/nb.ipynb")))
+    assert found[2] == sidecar.bench.BenchVariant(
+        "nb.ipynb", notebook=os.fspath(Path("dir/nb.ipynb"))
+    )
     assert found[5].notebook == "o.ipynb"
     assert found[4].code == "1"
     # A given name wins; a made-up one steps aside.
@@ -72,7 +75,7 @@ def test_variant_names() -> None:
 
 @pytest.mark.anyio
 async def test_code_samples_stats_and_json(anyio_backend: str) -> None:
-    result = await sidecar.bench("pass", n=8)
+    result = await sidecar.bench.run("pass", n=8)
     assert (result.backend, result.n, result.kernels, result.warmup) == (anyio_backend, 8, 1, 1)
     [v] = result.variants
     assert (v.name, v.code, v.notebook, v.runs) == ("pass", "pass", None, 8)
@@ -107,7 +110,7 @@ async def test_code_samples_stats_and_json(anyio_backend: str) -> None:
     assert set(wall) == {"count", "mean", "median", "p99", "min", "max", "stdev", "spread"}
     assert wall["median"] == v.wall.median
     assert len(data["variants"][0]["samples"]) == 8
-    assert msgspec.json.decode(result.to_json(), type=sidecar.BenchResult) == result
+    assert msgspec.json.decode(result.to_json(), type=sidecar.bench.BenchResult) == result
     assert json.loads(result.to_json(samples=False))["variants"][0]["samples"] == []
 
     table = result.render()
@@ -119,13 +122,13 @@ async def test_code_samples_stats_and_json(anyio_backend: str) -> None:
 @pytest.mark.anyio
 async def test_variants_take_turns_unless_told_not_to(anyio_backend: str) -> None:
     variants = {"a": "pass", "b": "x = 1"}
-    result = await sidecar.bench(variants, n=3)
+    result = await sidecar.bench.run(variants, n=3)
     assert [s.variant for s in in_seq_order(result)] == ["a", "b"] * 3
     a, b = result.variants
     assert (a.name, b.name, a.code, b.code) == ("a", "b", "pass", "x = 1")
     assert set(a.pids).isdisjoint(b.pids)
 
-    apart = await sidecar.bench(variants, n=3, interleave=False, warmup=0)
+    apart = await sidecar.bench.run(variants, n=3, interleave=False, warmup=0)
     assert [s.variant for s in in_seq_order(apart)] == ["a"] * 3 + ["b"] * 3
     assert not apart.interleave
     assert_no_kernels_left()
@@ -133,7 +136,7 @@ async def test_variants_take_turns_unless_told_not_to(anyio_backend: str) -> Non
 
 @pytest.mark.anyio
 async def test_runs_spread_over_kernels_at_once(anyio_backend: str) -> None:
-    result = await sidecar.bench("import time; time.sleep(0.1)", n=4, kernels=2, warmup=0)
+    result = await sidecar.bench.run("import time; time.sleep(0.1)", n=4, kernels=2, warmup=0)
     [v] = result.variants
     assert len(set(v.pids)) == len(v.pids) == 2
     for s in v.samples:
@@ -149,7 +152,7 @@ async def test_runs_spread_over_kernels_at_once(anyio_backend: str) -> None:
 async def test_fresh_kernel_per_run(anyio_backend: str) -> None:
     # Raises on a kernel that ran it before: only fresh kernels pass.
     code = "assert 'seen' not in globals()\nseen = True"
-    result = await sidecar.bench(code, n=3, fresh=True)
+    result = await sidecar.bench.run(code, n=3, fresh=True)
     [v] = result.variants
     assert (result.fresh, result.warmup) == (True, 0)
     assert len(set(v.pids)) == len(v.pids) == 3
@@ -159,11 +162,11 @@ async def test_fresh_kernel_per_run(anyio_backend: str) -> None:
     assert v.launch.count == 3
     assert_no_kernels_left()
 
-    later = await sidecar.bench(code, n=2, fresh=True, launch_ahead=False)
+    later = await sidecar.bench.run(code, n=2, fresh=True, launch_ahead=False)
     assert len(set(later.variants[0].pids)) == 2
     assert_no_kernels_left()
     with pytest.raises(sidecar.ExecutionError, match="AssertionError"):
-        await sidecar.bench(code, n=2)  # the warm-up ran it already
+        await sidecar.bench.run(code, n=2)  # the warm-up ran it already
     assert_no_kernels_left()
 
 
@@ -181,7 +184,7 @@ async def test_notebook_variant(anyio_backend: str, tmp_path: Path) -> None:
     )
     sidecar.save_notebook(notebook, path)
     before = path.read_bytes()
-    result = await sidecar.bench(path, "pass", n=2)
+    result = await sidecar.bench.run(path, "pass", n=2)
     nb, code = result.variants
     assert (nb.name, nb.notebook, nb.code, nb.runs) == ("bench.ipynb", str(path), None, 2)
     assert code.name == "pass"
@@ -195,24 +198,24 @@ async def test_notebook_variant(anyio_backend: str, tmp_path: Path) -> None:
 @pytest.mark.anyio
 async def test_failures_raise_once_and_leave_no_kernel(anyio_backend: str) -> None:
     with pytest.raises(sidecar.ExecutionError, match="ZeroDivisionError"):
-        await sidecar.bench("1/0", n=4, kernels=2)
+        await sidecar.bench.run("1/0", n=4, kernels=2)
     assert_no_kernels_left()
     with pytest.raises(ValueError, match="must differ"):
-        await sidecar.bench({"a": "1"}, sidecar.BenchVariant("a", code="2"))
+        await sidecar.bench.run({"a": "1"}, sidecar.bench.BenchVariant("a", code="2"))
     with pytest.raises(ValueError, match="at least 1"):
-        await sidecar.bench("pass", n=0)
+        await sidecar.bench.run("pass", n=0)
     with pytest.raises(ValueError, match="at least 1"):
-        await sidecar.bench("pass", kernels=0)
+        await sidecar.bench.run("pass", kernels=0)
     with pytest.raises(ValueError, match="negative"):
-        await sidecar.bench("pass", warmup=-1)
+        await sidecar.bench.run("pass", warmup=-1)
     with pytest.raises(ValueError, match="at least one variant"):
-        await sidecar.bench()
+        await sidecar.bench.run()
     with pytest.raises(ValueError, match="exactly one"):
-        sidecar.BenchVariant("neither")
+        sidecar.bench.BenchVariant("neither")
     with pytest.raises(sidecar.NoSuchKernel):
-        await sidecar.bench("pass", kernel_name="no-such-kernel")
+        await sidecar.bench.run("pass", kernel_name="no-such-kernel")
     with pytest.raises(sidecar.NotebookError, match="not valid JSON"):
-        await sidecar.bench(Path(__file__))
+        await sidecar.bench.run(Path(__file__))
 
 
 # -- the command line -------------------------------------------------------------
@@ -261,7 +264,7 @@ def test_cli_failures() -> None:
 
 
 def test_notebook_kernel_time_counts_cells_run_now_and_takes_naive_dates_as_utc() -> None:
-    from sidecar._bench import _notebook_kernel_seconds
+    from sidecar.bench._harness import _notebook_kernel_seconds
 
     def cell(started: str, idle: str) -> dict[str, object]:
         timing = {"shell.execute_reply.started": started, "iopub.status.idle": idle}

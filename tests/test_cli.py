@@ -22,8 +22,8 @@ from conftest import kernel_processes_of
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 import sidecar
-from sidecar._cli import _take_pairs, main
-from sidecar._parameters import ParameterSource
+from sidecar.cli._main import _take_pairs, main
+from sidecar.notebook._parameters import ParameterSource
 
 pytestmark = pytest.mark.kernel
 
@@ -334,7 +334,7 @@ def test_report_mode_and_start_timeout(
 
 
 def _injects_python_literals() -> bool:
-    from sidecar._run import parameters_source
+    from sidecar.notebook._run import parameters_source
 
     return "float('-inf')" in parameters_source({"x": float("-inf")})
 
@@ -406,7 +406,7 @@ def test_a_signal_before_the_receiver_is_up_still_cancels_cleanly(
     deliver it as a KeyboardInterrupt at the next checkpoint, deep inside the
     command's task groups, and the run ended in an ExceptionGroup traceback
     with exit status 1."""
-    import sidecar._cli as cli
+    import sidecar.cli._main as cli
 
     real = anyio.open_signal_receiver
 
@@ -428,7 +428,7 @@ def test_a_signal_while_the_command_line_is_read(
 ) -> None:
     """The window before any event loop: a KeyboardInterrupt traceback used to
     escape main() from argparse, and SIGTERM killed the process on the spot."""
-    import sidecar._cli as cli
+    import sidecar.cli._main as cli
 
     real = cli._parser
 

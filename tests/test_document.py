@@ -13,7 +13,7 @@ import pytest
 from nbclient import NotebookClient
 
 import sidecar
-from sidecar._document import _CellRecord
+from sidecar.notebook._document import _CellRecord
 from sidecar.wire import DisplayData, ExecuteInput, Message, Session, Status, Stream
 
 pytestmark = [pytest.mark.kernel, pytest.mark.anyio]

@@ -27,9 +27,9 @@ import nbformat.validator
 import pytest
 from hypothesis import given, settings, strategies as st
 
-import sidecar._notebook as notebook_module
+import sidecar.notebook._model as notebook_module
 from sidecar import Outputs, SidecarError
-from sidecar._notebook import (
+from sidecar.notebook._model import (
     CodeCell,
     DisplayDataOutput,
     ErrorOutput,

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from sidecar import Outputs
-from sidecar._outputs import INVALID_OUTPUT, output_problem
+from sidecar.client._outputs import INVALID_OUTPUT, output_problem
 from sidecar.wire import (
     ClearOutput,
     DisplayData,

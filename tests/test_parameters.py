@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from sidecar import new_code_cell, new_markdown_cell, new_notebook
-from sidecar._parameters import (
+from sidecar.notebook._parameters import (
     ParameterError,
     ParameterSource,
     collect_parameters,

@@ -21,8 +21,8 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 import sidecar
 import sidecar.wire
-from sidecar._notebook import read_notebook
-from sidecar._run import inject_parameters, parameters_source
+from sidecar.notebook._model import read_notebook
+from sidecar.notebook._run import inject_parameters, parameters_source
 
 pytestmark = pytest.mark.kernel
 

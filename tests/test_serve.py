@@ -6,8 +6,6 @@ jupyter_client frontends in worker threads, several at once.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import os
 import signal
@@ -20,6 +18,7 @@ from typing import Any, TypeVar
 import anyio
 import nbformat
 import pytest
+from frontends import frontend, stdout_of
 from jupyter_client.blocking import BlockingKernelClient
 
 import sidecar
@@ -27,52 +26,6 @@ import sidecar
 pytestmark = [pytest.mark.anyio, pytest.mark.kernel]
 
 T = TypeVar("T")
-
-
-async def frontend(connection_file: Path, work: Callable[[BlockingKernelClient], T]) -> T:
-    """A jupyter_client frontend attached to ``connection_file`` doing ``work``.
-
-    In a thread of its own: jupyter_client's blocking calls run an asyncio
-    loop that jupyter_core keeps in a context variable, which a worker thread
-    would inherit from the test (and share with the other frontends running).
-    """
-    result: list[T] = []
-    failure: list[BaseException] = []
-
-    def attach() -> None:
-        client = BlockingKernelClient(connection_file=str(connection_file))
-        client.load_connection_file()
-        client.start_channels()
-        try:
-            client.wait_for_ready(timeout=30)
-            result.append(work(client))
-        except BaseException as e:
-            failure.append(e)
-        finally:
-            client.stop_channels()
-            with contextlib.suppress(RuntimeError):  # no loop was made
-                asyncio.get_event_loop_policy().get_event_loop().close()
-            asyncio.set_event_loop(None)
-
-    thread = threading.Thread(target=attach, name=f"frontend {id(work):x}", daemon=True)
-    thread.start()
-    await anyio.to_thread.run_sync(thread.join)
-    if failure:
-        raise failure[0]
-    return result[0]
-
-
-def _stdout_of(
-    client: BlockingKernelClient, code: str, **kwargs: Any
-) -> tuple[dict[str, Any], str]:
-    out: list[str] = []
-
-    def hook(msg: dict[str, Any]) -> None:
-        if msg["msg_type"] == "stream" and msg["content"]["name"] == "stdout":
-            out.append(msg["content"]["text"])
-
-    reply = client.execute_interactive(code, output_hook=hook, timeout=30, **kwargs)
-    return reply, "".join(out)
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +77,7 @@ async def test_frontends_share_one_kernel_and_see_each_others_outputs(
 
     def a_runs(client: BlockingKernelClient) -> str:
         b_listening.wait(30)
-        reply, out = _stdout_of(client, "shared_value = 41 + 1\nprint('from A', shared_value)")
+        reply, out = stdout_of(client, "shared_value = 41 + 1\nprint('from A', shared_value)")
         assert reply["content"]["status"] == "ok"
         a_done.set()
         return out
@@ -138,7 +91,7 @@ async def test_frontends_share_one_kernel_and_see_each_others_outputs(
     assert out == "from A 42\n"
     assert "from A 42\n" in seen_by_b
     # B reads what A set; kernel_info answers every frontend.
-    _reply, out = await frontend(path, lambda c: _stdout_of(c, "print(shared_value)"))
+    _reply, out = await frontend(path, lambda c: stdout_of(c, "print(shared_value)"))
     assert out == "42\n"
     info = await frontend(path, lambda c: c.kernel_info(reply=True, timeout=30))
     assert info["content"]["language_info"]["name"] == "python"
@@ -151,7 +104,7 @@ async def test_each_frontend_gets_exactly_its_own_replies(shared: sidecar.Shared
         def work(client: BlockingKernelClient) -> list[str]:
             got = []
             for i in range(34):
-                reply, out = _stdout_of(client, f"print('{tag}{i}')")
+                reply, out = stdout_of(client, f"print('{tag}{i}')")
                 assert reply["content"]["status"] == "ok"
                 got.append(out.strip())
             return got
@@ -191,7 +144,7 @@ async def test_input_goes_only_to_the_frontend_that_asked(shared: sidecar.Shared
             prompts.append(msg["content"]["prompt"])
             client.input("typed by C")
 
-        reply, out = _stdout_of(
+        reply, out = stdout_of(
             client, "print(input('name? '))", allow_stdin=True, stdin_hook=answer
         )
         assert reply["content"]["status"] == "ok"
@@ -219,14 +172,14 @@ async def test_a_frontend_that_vanishes_mid_execute_disturbs_no_one(
         # stop_channels (in frontend()) closes the sockets mid-execute
 
     await frontend(path, vanish)
-    reply, out = await frontend(path, lambda c: _stdout_of(c, "print('still here')"))
+    reply, out = await frontend(path, lambda c: stdout_of(c, "print('still here')"))
     assert reply["content"]["status"] == "ok"
     assert out == "still here\n"
 
 
 async def test_the_document_holds_every_executed_cell(shared: sidecar.SharedKernel) -> None:
     path = _file(shared)
-    await frontend(path, lambda c: _stdout_of(c, "print('in the document')"))
+    await frontend(path, lambda c: stdout_of(c, "print('in the document')"))
     await frontend(path, lambda c: c.execute_interactive("1 + 1", silent=True, timeout=30))
     notebook = shared.document.notebook
     sources = [cell.source for cell in notebook.cells]
@@ -249,7 +202,7 @@ async def test_a_frontends_shutdown_request_detaches_only_it(shared: sidecar.Sha
     reply = await frontend(path, lambda c: c.shutdown() and c.get_control_msg(timeout=30))
     assert reply["content"]["status"] == "ok"
     assert shared.kernel.state == "ready"
-    reply, out = await frontend(path, lambda c: _stdout_of(c, "print('alive')"))
+    reply, out = await frontend(path, lambda c: stdout_of(c, "print('alive')"))
     assert out == "alive\n"
 
 
@@ -276,10 +229,10 @@ async def test_hooks_refuse_and_rewrite(tmp_path: Path) -> None:
         ) as shared,
     ):
         path = _file(shared)
-        reply, out = await frontend(path, lambda c: _stdout_of(c, "import os  # rm -rf /"))
+        reply, out = await frontend(path, lambda c: stdout_of(c, "import os  # rm -rf /"))
         assert reply["content"]["status"] == "error"
         assert reply["content"]["evalue"] == "no rm -rf here"
-        reply, out = await frontend(path, lambda c: _stdout_of(c, "shout('hello')"))
+        reply, out = await frontend(path, lambda c: stdout_of(c, "shout('hello')"))
         assert reply["content"]["status"] == "ok"
         assert out == "HELLO\n"
         assert shared.refused == 1

@@ -24,8 +24,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final, final
 
 from .._exceptions import MalformedMessage
-from .._outputs import Outputs
 from ..wire import CommClose, CommMsg, CommOpen, Message
+from ._outputs import Outputs
 
 __all__ = ["OutputWidget", "Widgets"]
 

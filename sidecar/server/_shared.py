@@ -49,11 +49,11 @@ import anyio.abc
 import msgspec
 from anyio.streams.memory import MemoryObjectSendStream
 
-from .._document import NotebookDocument
 from .._exceptions import KernelError
-from .._notebook import CodeCell, read_notebook, save_notebook
 from .._task_groups import open_task_group
 from ..client._kernel import Kernel
+from ..notebook._document import NotebookDocument
+from ..notebook._model import CodeCell, read_notebook, save_notebook
 from ..transport import Channel, ZmqServer, open_zmq_server
 from ..wire import (
     ConnectionInfo,
@@ -185,6 +185,7 @@ class SharedKernel:
 
     @property
     def connection_info(self) -> ConnectionInfo:
+        """What frontends connect with: the ports bound, the sidecar's own key."""
         assert self._server is not None, "not serving"
         return self._server.info
 
@@ -211,7 +212,7 @@ class SharedKernel:
 
     # -- what the frontends' sockets tell us ----------------------------------------------
 
-    def on_message(self, channel: Channel, message: Message) -> None:
+    def _on_message(self, channel: Channel, message: Message) -> None:
         if channel == "stdin":
             self._stdin_answer(message)
             return
@@ -224,10 +225,7 @@ class SharedKernel:
             log.info("frontend %s attached", identity.hex())
         self._task_group.start_soon(self._serve_request, channel, message, frontend)
 
-    def on_invalid(self, channel: Channel, error: Exception) -> None:
-        pass  # counted and logged by the transport
-
-    def on_subscribed(self) -> None:
+    def _on_subscribed(self) -> None:
         # Greet the new subscriber (5.5), and tell every late joiner the state.
         self._publish(self._message("iopub_welcome", IopubWelcome()))
         state = self.kernel.execution_state
@@ -338,8 +336,18 @@ class SharedKernel:
     # -- sending to frontends ----------------------------------------------------------------
 
     def _message(self, msg_type: str, content: Any, parent: Message | None = None) -> Message:
+        """A message the sidecar sends on the kernel's behalf.
+
+        Its header names the kernel's session, not ours: a frontend that
+        watches the session id to notice restarts (sidecar does) must not
+        take the sidecar's own replies for a new kernel.
+        """
         assert self._server is not None
-        return self._server.session.message(msg_type, content, parent=parent)
+        message = self._server.session.message(msg_type, content, parent=parent)
+        kernel_session = self.kernel.kernel_session
+        if kernel_session:
+            message.header = msgspec.structs.replace(message.header, session=kernel_session)
+        return message
 
     async def _reply(self, request: FrontendRequest, msg_type: str, content: Any) -> None:
         reply = self._message(msg_type, content, parent=request.message)
@@ -472,6 +480,23 @@ class SharedKernel:
             self._publish(self._message("status", Status(execution_state="starting")))
 
 
+@final
+class _FrontendSide:
+    """What the frontends' sockets tell a shared kernel (the transport's receiver)."""
+
+    def __init__(self, shared: SharedKernel) -> None:
+        self._shared = shared
+
+    def on_message(self, channel: Channel, message: Message) -> None:
+        self._shared._on_message(channel, message)
+
+    def on_invalid(self, channel: Channel, error: Exception) -> None:
+        pass  # counted and logged by the transport
+
+    def on_subscribed(self) -> None:
+        self._shared._on_subscribed()
+
+
 async def _hooked(hook: MessageHook, channel: Channel, message: Message) -> Message:
     try:
         changed = await hook(channel, message)
@@ -568,7 +593,9 @@ async def serve(
         # keeps the widget's state from what they send.
         kernel.widgets.sends_updates = False
         stack.callback(setattr, kernel.widgets, "sends_updates", True)
-        shared._server = await stack.enter_async_context(open_zmq_server(info, shared))
+        shared._server = await stack.enter_async_context(
+            open_zmq_server(info, _FrontendSide(shared))
+        )
         stack.enter_context(kernel.tap(shared._tap))
         stack.enter_context(kernel.on_state_change(shared._on_state))
         tg = await stack.enter_async_context(open_task_group())

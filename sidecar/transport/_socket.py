@@ -243,8 +243,9 @@ class AsyncSocket:
 
     # -- closing ---------------------------------------------------------------
 
-    def close(self) -> None:
-        """Close the socket now, dropping unsent messages; wakes a waiting receiver."""
+    def close(self, linger: int = 0) -> None:
+        """Close the socket, dropping what is still unsent after ``linger`` ms (then,
+        in the context's ``term``); wakes a waiting receiver."""
         if self._closed:
             return
         self._closed = True
@@ -253,7 +254,7 @@ class AsyncSocket:
             reader.close()
         else:
             anyio.notify_closing(self._fd)
-        self._sock.close(linger=0)
+        self._sock.close(linger=linger)
 
 
 @final

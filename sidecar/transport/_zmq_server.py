@@ -36,6 +36,7 @@ __all__ = ["FrontendReceiver", "ZmqServer", "open_zmq_server"]
 log = logging.getLogger("sidecar.transport")
 
 _SUBSCRIBE: Final = 1
+_LINGER_MS: Final = 200
 
 
 class FrontendReceiver(Protocol):
@@ -149,8 +150,10 @@ class ZmqServer:
         )
 
     def _close(self) -> None:
+        # A last reply (the shutdown_reply that ends the serving) still goes:
+        # the context's term() waits this long for it.
         for sock in self._sockets.values():
-            sock.close()
+            sock.close(linger=_LINGER_MS)
 
 
 @asynccontextmanager

@@ -31,7 +31,7 @@ from __future__ import annotations
 import re
 from typing import Any, Final, final
 
-from .wire import Message
+from ..wire import Message
 
 __all__ = ["INVALID_OUTPUT", "Outputs", "apply_stream_controls", "output_problem"]
 

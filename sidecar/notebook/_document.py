@@ -43,7 +43,9 @@ from typing import TYPE_CHECKING, Any, Final, final
 
 import msgspec
 
-from ._notebook import (
+from ..client._outputs import Outputs
+from ..wire import AbortedReply, ErrorReply, ExecuteReply, Message
+from ._model import (
     CodeCell,
     DisplayDataOutput,
     ErrorOutput,
@@ -55,12 +57,10 @@ from ._notebook import (
     new_notebook,
     upgrade_notebook,
 )
-from ._outputs import Outputs
-from .wire import AbortedReply, ErrorReply, ExecuteReply, Message
 
 if TYPE_CHECKING:
-    from .client._handlers import Handler
-    from .client._kernel import Kernel, StdinCallback
+    from ..client._handlers import Handler
+    from ..client._kernel import Kernel, StdinCallback
 
 __all__ = ["NotebookDocument"]
 

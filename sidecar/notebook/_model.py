@@ -70,7 +70,7 @@ from typing import Any, Final, Literal, TypeAlias
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from ._exceptions import NotebookError
+from .._exceptions import NotebookError
 
 __all__ = [
     "Cell",

@@ -27,12 +27,12 @@ from typing import Any, Final, final
 
 import msgspec
 
+from .._exceptions import ExecutionError
+from ..client._kernel import Kernel
+from ..client._outputs import INVALID_OUTPUT
+from ..wire import ErrorReply, Message
 from ._document import NotebookDocument, _CellRecord
-from ._exceptions import ExecutionError
-from ._notebook import CodeCell, Notebook, new_code_cell, upgrade_notebook
-from ._outputs import INVALID_OUTPUT
-from .client._kernel import Kernel
-from .wire import ErrorReply, Message
+from ._model import CodeCell, Notebook, new_code_cell, upgrade_notebook
 
 __all__ = ["CellError", "CellProgress", "parameters_source", "run_notebook"]
 

@@ -1,6 +1,6 @@
-"""Benchmarking code and notebooks on kernels: :func:`bench` and ``sidecar bench``.
+"""Benchmarking code and notebooks on kernels: :func:`run` and ``sidecar bench``.
 
-:func:`bench` says what is measured and how runs are scheduled.
+:func:`run` says what is measured and how runs are scheduled.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ import anyio.abc
 import msgspec
 import sniffio
 
-from ._notebook import Notebook, NotebookError, read_notebook
-from ._run import run_notebook
-from ._task_groups import open_task_group
-from .client._kernel import Kernel
-from .client._launch import launch
-from .kernel._kernelspec import get_kernelspec
-from .wire import Message
+from .._task_groups import open_task_group
+from ..client._kernel import Kernel
+from ..client._launch import launch
+from ..kernel._kernelspec import get_kernelspec
+from ..notebook._model import Notebook, NotebookError, read_notebook
+from ..notebook._run import run_notebook
+from ..wire import Message
 
 __all__ = [
     "BenchResult",
@@ -36,7 +36,7 @@ __all__ = [
     "BenchVariant",
     "BenchVariantResult",
     "VariantLike",
-    "bench",
+    "run",
 ]
 
 log = logging.getLogger("sidecar.bench")
@@ -66,7 +66,7 @@ class BenchVariant(msgspec.Struct, frozen=True):
 VariantLike: TypeAlias = (
     str | os.PathLike[str] | BenchVariant | Mapping[str, str | os.PathLike[str]]
 )
-"""What :func:`bench` takes as a variant: code (a ``str``), a notebook (a path
+"""What :func:`run` takes as a variant: code (a ``str``), a notebook (a path
 object, never a ``str``), a :class:`BenchVariant`, or a mapping of names to
 either (in order)."""
 
@@ -161,7 +161,7 @@ class BenchVariantResult(msgspec.Struct, frozen=True, kw_only=True):
 
 @final
 class BenchResult(msgspec.Struct, frozen=True, kw_only=True):
-    """What :func:`bench` measured.  ``msgspec.json.decode(data, type=BenchResult)``
+    """What :func:`run` measured.  ``msgspec.json.decode(data, type=BenchResult)``
     reads back what :meth:`to_json` wrote."""
 
     variants: list[BenchVariantResult]
@@ -761,7 +761,7 @@ async def _read_notebook(path: str) -> bytes:
     return source
 
 
-async def bench(
+async def run(
     *variants: VariantLike,
     n: int = 100,
     kernels: int = 1,

@@ -34,7 +34,7 @@ from typing import Any, Final, Literal, final
 
 import msgspec
 
-from ._notebook import CodeCell, Notebook
+from ._model import CodeCell, Notebook
 
 __all__ = [
     "DeclaredParameters",

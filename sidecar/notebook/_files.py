@@ -26,13 +26,13 @@ from typing import Any, Final, Literal, final
 import anyio
 import msgspec
 
-from ._exceptions import KernelError, SidecarError
-from ._notebook import CodeCell, Notebook, NotebookError, read_notebook, save_notebook
+from .._exceptions import KernelError, SidecarError
+from ..client._launch import launch
+from ..kernel._kernelspec import KernelSpec, get_kernelspec
+from ..wire import Message
+from ._model import CodeCell, Notebook, NotebookError, read_notebook, save_notebook
 from ._parameters import declared_parameters
 from ._run import CellError, CellProgress, run_notebook
-from .client._launch import launch
-from .kernel._kernelspec import KernelSpec, get_kernelspec
-from .wire import Message
 
 __all__ = [
     "NotebookResult",

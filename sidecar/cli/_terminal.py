@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any, Final, TextIO, final
 
 import msgspec
 
-from ._batch import NotebookResult, RunEvents
-from ._notebook import CodeCell, outputs_to_dicts, read_notebook
-from ._outputs import apply_stream_controls
-from ._run import CellProgress
-from .wire import Message
+from ..client._outputs import apply_stream_controls
+from ..notebook._files import NotebookResult, RunEvents
+from ..notebook._model import CodeCell, outputs_to_dicts, read_notebook
+from ..notebook._run import CellProgress
+from ..wire import Message
 
 if TYPE_CHECKING:
     from tqdm.std import tqdm

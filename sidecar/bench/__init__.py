@@ -1,0 +1,26 @@
+"""Time code and notebooks on kernels: what ``sidecar bench`` does, in code.
+
+A namespace of its own, loaded by ``import sidecar.bench``, not by ``import
+sidecar``: the harness (statistics, tables, process probes) costs nothing to
+those who only run kernels.
+"""
+
+from ._harness import (
+    BenchResult as BenchResult,
+    BenchSample as BenchSample,
+    BenchStats as BenchStats,
+    BenchVariant as BenchVariant,
+    BenchVariantResult as BenchVariantResult,
+    VariantLike as VariantLike,
+    run as run,
+)
+
+__all__ = [
+    "BenchResult",
+    "BenchSample",
+    "BenchStats",
+    "BenchVariant",
+    "BenchVariantResult",
+    "VariantLike",
+    "run",
+]

@@ -1,0 +1,115 @@
+"""``sidecar bench``: time code or notebooks on kernels (see :mod:`sidecar.bench`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Awaitable, Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from .._exceptions import ExecutionError
+from ..notebook._model import NotebookError
+from ._options import FAILED, OK, TIMED_OUT, USAGE, UsageError, check_readable, count, seconds
+from ._terminal import strip_ansi
+
+__all__ = ["add_bench", "prepare_bench"]
+
+
+def add_bench(commands: Any) -> None:
+    timing = commands.add_parser(
+        "bench",
+        help="time code or notebooks on kernels",
+        description="Run each CODE (and each --notebook) N times on kernels of its own and "
+        "print statistics of the client's and the kernel's time per run. "
+        "Exit status: 0 done, 1 the code raised or a kernel failed, 2 bad usage, "
+        "3 a run timed out, 130 interrupted, 143 terminated.",
+    )
+    timing.add_argument("code", nargs="*", help="code to time; - reads it from stdin")
+    timing.add_argument(
+        "--notebook",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="PATH",
+        help="time a run of this notebook's code cells (repeatable)",
+    )
+    timing.add_argument("-n", type=count(1), default=100, help="runs of each (100)")
+    timing.add_argument(
+        "-k", "--kernels", type=count(1), default=1, help="kernels for each, running at once (1)"
+    )
+    timing.add_argument(
+        "--warmup", type=count(0), help="untimed runs on each kernel first (1; 0 with --fresh)"
+    )
+    timing.add_argument("--fresh", action="store_true", help="a new kernel for every run")
+    timing.add_argument(
+        "--no-interleave",
+        dest="interleave",
+        action="store_false",
+        help="time one variant after another instead of in turns",
+    )
+    timing.add_argument(
+        "--name",
+        action="append",
+        default=[],
+        help="names for the variants, in order: codes, then notebooks (repeatable)",
+    )
+    timing.add_argument("--kernel", default="python3", help="kernelspec name (python3)")
+    timing.add_argument(
+        "--timeout",
+        type=seconds,
+        metavar="SECONDS",
+        help="seconds a run (a notebook's cell) may take",
+    )
+    timing.add_argument("--json", action="store_true", help="print JSON, every run included")
+
+
+async def _bench(args: argparse.Namespace) -> int:
+    # Loaded here: the harness (statistics, tables, probes) is for this
+    # command alone, not for every start of the command line.
+    from ..bench._harness import BenchVariant, VariantLike, run
+
+    items: list[str | Path] = [*args.code, *args.notebook]
+    variants: list[VariantLike] = list(items)
+    for i, name in enumerate(args.name):
+        item = items[i]
+        code, notebook = (item, None) if isinstance(item, str) else (None, str(item))
+        variants[i] = BenchVariant(name, code=code, notebook=notebook)
+    try:
+        result = await run(
+            *variants,
+            n=args.n,
+            kernels=args.kernels,
+            warmup=args.warmup,
+            fresh=args.fresh,
+            interleave=args.interleave,
+            kernel_name=args.kernel,
+            timeout=args.timeout,
+        )
+    except TimeoutError:
+        # Before OSError and ValueError: TimeoutError is an OSError.
+        print(f"sidecar: a run took longer than --timeout {args.timeout:g} s", file=sys.stderr)
+        return TIMED_OUT
+    except ExecutionError as e:
+        print(strip_ansi("\n".join(e.traceback)), file=sys.stderr)
+        print(f"sidecar: {e}", file=sys.stderr)
+        return FAILED
+    except NotebookError as e:
+        print(f"sidecar: {e}", file=sys.stderr)
+        return FAILED
+    except ValueError as e:
+        print(f"sidecar: {e}", file=sys.stderr)
+        return USAGE
+    print(result.to_json().decode() if args.json else result.render())
+    return OK
+
+
+def prepare_bench(args: argparse.Namespace) -> Callable[[], Awaitable[int]]:
+    if not args.code and not args.notebook:
+        raise UsageError("bench needs code or --notebook")
+    if len(args.name) > len(args.code) + len(args.notebook):
+        raise UsageError("more --name than things to time")
+    check_readable(args.notebook)
+    args.code = [sys.stdin.read() if code == "-" else code for code in args.code]
+    return partial(_bench, args)
