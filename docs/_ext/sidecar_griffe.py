@@ -37,7 +37,7 @@ logger = griffe.get_logger("sidecar_griffe")
 
 _ROLE = re.compile(r":(?:py:)?(class|meth|func|data|attr|exc|mod|obj|const):`(~?)([^`<>]+)`")
 _CALLABLE_ROLES = frozenset({"meth", "func"})
-_PUBLIC_NAMESPACES = ("sidecar", "sidecar.wire")
+_PUBLIC_NAMESPACES = ("sidecar", "sidecar.wire", "sidecar.bench")
 
 
 def _walk(obj: griffe.Object) -> Any:
