@@ -134,6 +134,7 @@ class Fuzzer:
         self.session = session
         self.other_key = Session("not-the-kernels-key", session_id=session.session_id)
         self._accepted: deque[list[bytes]] = deque(maxlen=64)
+        self._unsettled: list[list[bytes]] = []
 
     # -- building blocks -----------------------------------------------------------
 
@@ -162,12 +163,21 @@ class Fuzzer:
         """A request no one made: its msg_id is known to no one."""
         return Session().message("execute_request")
 
+    def settled(self) -> None:
+        """The client has taken every frame set sent so far: they may be replayed.
+
+        Not before: a replay sent on another channel than its original can
+        overtake it, and then it is the original that is refused.
+        """
+        self._accepted.extend(self._unsettled)
+        self._unsettled.clear()
+
     def _frames(self, message: Message) -> list[bytes]:
         return [bytes(f) for f in self.session.serialize(message)]
 
     def _authentic(self, kind: str, channel: Channel, message: Message, **effect: int) -> Move:
         frames = self._frames(message)
-        self._accepted.append(frames)
+        self._unsettled.append(frames)
         return Move(kind, channel, frames, received=1, **effect)
 
     def _resigned(self, frames: list[bytes], **replace: bytes) -> list[bytes]:
@@ -265,7 +275,7 @@ class Fuzzer:
         if pick == 10:
             message = s.message("stream", {"name": "stderr", "text": self.text()}, parent=parent)
             frames = self._resigned(self._frames(message), content=b"{not json")
-            self._accepted.append(frames)
+            self._unsettled.append(frames)
             return Move(
                 "unparsable_output_unknown_parent", "iopub", frames, received=1, unsolicited=1
             )

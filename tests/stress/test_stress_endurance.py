@@ -32,7 +32,7 @@ pytestmark = [
     pytest.mark.anyio,
     pytest.mark.kernel,
     pytest.mark.stress,
-    pytest.mark.timeout(scale(60, 1200)),
+    pytest.mark.timeout(scale(60, 2400)),
 ]
 
 EXECUTES = scale(160, 100_000)

@@ -97,6 +97,7 @@ class Run:
         await self.send_message("iopub", message, unsolicited=1)
         await wait_until(lambda: self.sentinel_seen == self.sentinel_sent, "the sentinel")
         assert self.moved() == self.ledger.expected(), self._failure("miscounted")
+        self.fuzz.settled()
 
     # -- sending -----------------------------------------------------------------------
 
@@ -179,7 +180,8 @@ class Run:
                 await self.status("idle", request, routed=1)
         assert "error" not in result, self._failure(f"the execute failed: {result}")
         assert result["reply"] == ExecuteReply(execution_count=count)
-        assert outputs.text("stdout") == "".join(stdout), self._failure("outputs differ")
+        got, want = outputs.text("stdout"), "".join(stdout)
+        assert got == want, self._failure(f"stdout was {got!r}, not {want!r}")
 
     async def oversized_output(self) -> None:
         """An output over the limit inside a request: a placeholder in its place,
