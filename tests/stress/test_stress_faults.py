@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import anyio
 import msgspec
 import pytest
+import zmq
 from stress_support import (
     SLOW_START_VARIABLE,
     in_thread,
@@ -211,6 +213,97 @@ async def managed(
             yield Managed(manager)
 
 
+def _wrong_key_file(info: Any, tmp_path: Path) -> Path:
+    path = tmp_path / "wrong-key.json"
+    write_connection_file(msgspec.structs.replace(info, key="not-the-kernels-key"), path)
+    return path
+
+
+async def test_a_wrong_key_is_an_authentication_error_within_seconds(
+    managed: Managed, tmp_path: Path, anyio_backend: str
+) -> None:
+    """Connecting with a key that is not the kernel's, as its first client:
+    every message from the kernel fails verification, which is said as
+    AuthenticationError naming the connection file, in seconds, instead of a
+    timeout.
+
+    Each attempt is the first subscriber of a fresh kernel process (the
+    first test on this kernel, then a restart by its manager): a new
+    subscriber is welcomed only while no other is subscribed, and a closed
+    connection's subscription lingers for a moment (see the test below)."""
+    path = _wrong_key_file(managed.info, tmp_path)
+    took: list[float] = []
+    for attempt in range(scale(1, 10)):
+        if attempt:
+            await in_thread(lambda: managed.manager.restart_kernel(now=True))
+        await in_thread(lambda: _wait_heartbeat(managed.info))
+        started = anyio.current_time()
+        with anyio.fail_after(30), pytest.raises(sidecar.AuthenticationError) as failed:
+            async with sidecar.connect(path):
+                pass
+        took.append(anyio.current_time() - started)
+        assert str(path) in str(failed.value)
+        # ready_timeout is 30 s: well before it, or it is a timeout in disguise.
+        assert took[-1] < 3 + SLACK, f"AuthenticationError after {took[-1]:.3f} s"
+    # The kernel is unharmed: a connection with the right key works.
+    async with sidecar.connect(managed.info) as kernel:
+        with anyio.fail_after(10 + SLACK):
+            assert isinstance(await kernel.execute("1"), ExecuteReply)
+    record("wrong_key", anyio_backend, attempts=len(took), error_after_s=summary(took))
+
+
+def _wait_heartbeat(info: Any, timeout: float = 30.0) -> None:
+    """Until the kernel answers a ping on its heartbeat (blocking; in a thread).
+
+    The heartbeat carries no key and subscribes to nothing: the kernel is
+    listening, and we are still not its client."""
+    context = zmq.Context()
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            sock = context.socket(zmq.REQ)
+            sock.linger = 0
+            try:
+                sock.connect(info.endpoint("hb"))
+                sock.send(b"ping")
+                if sock.poll(200):
+                    sock.recv()
+                    return
+            finally:
+                sock.close()
+        raise AssertionError(f"the kernel did not answer its heartbeat within {timeout} s")
+    finally:
+        context.term()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=TimeoutError,
+    reason=(
+        "with another client subscribed to the kernel's iopub (or one that has just "
+        "disconnected and is not yet unsubscribed), the kernel "
+        "(ipykernel's XPUB, not verbose) sends no iopub_welcome to a new subscriber and "
+        "drops our wrongly signed kernel_info_request in silence: nothing ever fails "
+        "verification, and connect() raises TimeoutError ('the kernel answers its "
+        "heartbeat but not kernel_info_request') after ready_timeout"
+    ),
+)
+async def test_a_wrong_key_is_named_when_another_client_is_connected(
+    managed: Managed, tmp_path: Path
+) -> None:
+    """The common case of a second client (the kernel's frontend is connected):
+    the wrong key must still be named in seconds."""
+    path = _wrong_key_file(managed.info, tmp_path)
+    async with sidecar.connect(managed.info) as other:
+        # What the kernel published for the other client's readiness probe is
+        # out before we subscribe: all we could get is what comes after.
+        await wait_until(lambda: other.execution_state == "idle", "the probe's idle")
+        with anyio.fail_after(30), pytest.raises(sidecar.AuthenticationError):
+            # 1 s: with no other client, it is named in well under that.
+            async with sidecar.connect(path, ready_timeout=1):
+                pass
+
+
 async def test_sigstop_of_a_kernel_we_connect_to_is_lost_then_served_again(
     managed: Managed, anyio_backend: str
 ) -> None:
@@ -261,60 +354,6 @@ async def test_sigstop_of_a_kernel_we_connect_to_is_lost_then_served_again(
         request_failed_while_lost_s=summary(failed_while_lost),
         ready_after_sigcont_s=summary(ready_after),
     )
-
-
-def _wrong_key_file(info: Any, tmp_path: Path) -> Path:
-    path = tmp_path / "wrong-key.json"
-    write_connection_file(msgspec.structs.replace(info, key="not-the-kernels-key"), path)
-    return path
-
-
-async def test_a_wrong_key_is_an_authentication_error_within_seconds(
-    managed: Managed, tmp_path: Path, anyio_backend: str
-) -> None:
-    """Connecting with a key that is not the kernel's: every message from the
-    kernel fails verification, which is said as AuthenticationError naming
-    the connection file, in seconds, instead of a timeout."""
-    path = _wrong_key_file(managed.info, tmp_path)
-    took: list[float] = []
-    for _ in range(scale(1, 10)):
-        started = anyio.current_time()
-        with anyio.fail_after(30), pytest.raises(sidecar.AuthenticationError) as failed:
-            async with sidecar.connect(path):
-                pass
-        took.append(anyio.current_time() - started)
-        assert str(path) in str(failed.value)
-        # ready_timeout is 30 s: well before it, or it is a timeout in disguise.
-        assert took[-1] < 3 + SLACK, f"AuthenticationError after {took[-1]:.3f} s"
-    # The kernel is unharmed: a connection with the right key works.
-    async with sidecar.connect(managed.info) as kernel:
-        with anyio.fail_after(10 + SLACK):
-            assert isinstance(await kernel.execute("1"), ExecuteReply)
-    record("wrong_key", anyio_backend, attempts=len(took), error_after_s=summary(took))
-
-
-@pytest.mark.xfail(
-    strict=True,
-    raises=TimeoutError,
-    reason=(
-        "with another client already subscribed to the kernel's iopub, the kernel "
-        "(ipykernel's XPUB, not verbose) sends no iopub_welcome to a new subscriber and "
-        "drops our wrongly signed kernel_info_request in silence: nothing ever fails "
-        "verification, and connect() raises TimeoutError ('the kernel answers its "
-        "heartbeat but not kernel_info_request') after ready_timeout"
-    ),
-)
-async def test_a_wrong_key_is_named_when_another_client_is_connected(
-    managed: Managed, tmp_path: Path
-) -> None:
-    """The common case of a second client (the kernel's frontend is connected):
-    the wrong key must still be named in seconds."""
-    path = _wrong_key_file(managed.info, tmp_path)
-    async with sidecar.connect(managed.info):
-        with anyio.fail_after(30), pytest.raises(sidecar.AuthenticationError):
-            # 1 s: with no other client, it is named in well under that.
-            async with sidecar.connect(path, ready_timeout=1):
-                pass
 
 
 # -- restarted by another manager -----------------------------------------------------------
