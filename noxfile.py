@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["tests", "lint", "typecheck"]
@@ -50,6 +52,26 @@ def bench(session: nox.Session) -> None:
         *("--save", "build/benchmarks.json", "--chart", chart),
         *session.posargs,
     )
+
+
+@nox.session(python=PYTHON)
+def stress(session: nox.Session) -> None:
+    """The stress suite at full size, on asyncio and trio: faults, a fuzzing peer, cycles, soaks.
+
+    Writes the figures to build/stress.json and prints them as tables
+    (docs/reliability.md records one run).  The same suite runs in its short
+    size with the tests; ``SIDECAR_STRESS_SEED`` replays a fuzzing run.
+    """
+    session.install("-e", ".[test]", "pytest-xdist")
+    figures = Path("build/stress.json")
+    figures.unlink(missing_ok=True)
+    env = {"SIDECAR_STRESS": "full", "SIDECAR_STRESS_FIGURES": str(figures)}
+    pytest = ("python", "-m", "pytest", "tests/stress", "-p", "no:cacheprovider")
+    session.run(*pytest, "-k", "not soak", *session.posargs, env=env)
+    # The soaks are bound by the kernels' CPU: the two backends run at once,
+    # in a process each, each measuring its own memory.
+    session.run(*pytest, "-k", "soak", "-n", "2", *session.posargs, env=env)
+    session.run("python", "tests/stress/figures.py", str(figures))
 
 
 @nox.session(python=PYTHON)
