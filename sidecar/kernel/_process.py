@@ -161,13 +161,16 @@ class KernelProcess:
 
     async def _drain(self, stream: anyio.abc.ByteReceiveStream, name: str) -> None:
         pending = b""
-        async for chunk in stream:
-            pending += chunk
-            *complete, pending = pending.split(b"\n")
-            for raw in complete:
-                line = raw.decode(errors="replace")
-                self._log.append(line)
-                log.debug("[kernel %s %s] %s", self.pid, name, line)
+        # Closed here at end of file: trio leaves the read end open until the
+        # process object is collected, a descriptor per launch.
+        async with stream:
+            async for chunk in stream:
+                pending += chunk
+                *complete, pending = pending.split(b"\n")
+                for raw in complete:
+                    line = raw.decode(errors="replace")
+                    self._log.append(line)
+                    log.debug("[kernel %s %s] %s", self.pid, name, line)
         if pending:
             self._log.append(pending.decode(errors="replace"))
 

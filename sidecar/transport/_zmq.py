@@ -133,6 +133,11 @@ class ZmqTransport:
         sock = _socket(self._context, kind, self.info)
         if kind == zmq.SUB:
             sock.setsockopt(zmq.SUBSCRIBE, b"")
+            # A topic of our own as well: a 5.5 kernel welcomes each new
+            # subscription, and b"" is not new when another client is
+            # subscribed.  The welcome proves iopub live and, signed with a
+            # key we do not have, names a wrong key at once.
+            sock.setsockopt(zmq.SUBSCRIBE, self._session.session_id.encode())
         else:
             sock.identity = self._session.session_id.encode()
         if self._max_message_size is not None:
@@ -236,13 +241,18 @@ class ZmqTransport:
                 while True:
                     started = anyio.current_time()
                     await sock.send([b"ping"])
+                    answered = False
                     with anyio.move_on_after(interval):
                         await sock.recv_multipart()
-                        receiver.on_heartbeat(True, anyio.current_time() - started)
-                        await anyio.sleep(max(0.0, interval - (anyio.current_time() - started)))
-                        continue
-                    receiver.on_heartbeat(False, interval)
-                    break
+                        answered = True
+                    if not answered:
+                        receiver.on_heartbeat(False, interval)
+                        break
+                    receiver.on_heartbeat(True, anyio.current_time() - started)
+                    # Outside the scope above: a sleep that ends when the scope
+                    # does would let the scope's deadline win (trio checks it
+                    # first) and report an answered ping as missed.
+                    await anyio.sleep(max(0.0, interval - (anyio.current_time() - started)))
             finally:
                 sock.close()
 

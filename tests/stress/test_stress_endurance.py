@@ -240,24 +240,9 @@ def _pipes() -> dict[int, str]:
     return found
 
 
-async def test_leaving_launch_closes_the_kernels_pipes(
-    request: pytest.FixtureRequest, anyio_backend: str
-) -> None:
+async def test_leaving_launch_closes_the_kernels_pipes() -> None:
     """The kernel's stdout and stderr pipes are closed when ``launch()`` is left,
     not whenever the garbage collector gets to them."""
-    if anyio_backend == "trio":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "on trio, the read ends of the kernel's stdout and stderr pipes stay "
-                    "open after launch() is left, until the cyclic garbage collector "
-                    "frees the Kernel: the anyio Process made by start_kernel_process "
-                    "(sidecar/kernel/_process.py) is never closed (aclose), and trio, "
-                    "unlike asyncio, does not close its pipes when the process exits"
-                ),
-            )
-        )
     before = _pipes()
     async with sidecar.launch("python3") as kernel:
         during = _pipes()

@@ -92,9 +92,8 @@ def _two_heartbeats(took: float) -> None:
 
     Pings go every HEARTBEAT s, each missed after HEARTBEAT s without an
     answer: the second miss comes 2 to 3 intervals after the stop.  Only one
-    interval is sure, though: a miss just before the stop counts as the
-    first, and on trio every answered ping is also reported missed (see
-    test_a_healthy_kernels_heartbeat_is_not_reported_missed).
+    interval is sure, though: a ping in flight at the stop, or answered late
+    just before it on a loaded machine, counts as the first miss.
     """
     assert took >= HEARTBEAT - 0.05, f"declared dead {took:.3f} s after the stop"
     assert took <= 3 * HEARTBEAT + SLACK, f"declared dead {took:.3f} s after the stop"
@@ -186,23 +185,10 @@ async def test_sigstop_of_a_kernel_we_own_is_dead_after_two_heartbeats(anyio_bac
 
 
 async def test_a_healthy_kernels_heartbeat_is_not_reported_missed(
-    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, anyio_backend: str
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A kernel that answers every ping is never reported missing a heartbeat:
     two misses in a row make a kernel we own dead, so each must be real."""
-    if anyio_backend == "trio":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "ZmqTransport._heartbeat (sidecar/transport/_zmq.py) sleeps until the "
-                    "next ping inside the move_on_after(interval) that waits for the "
-                    "answer, and both end at the same instant: on trio the scope wins, so "
-                    "every answered ping is followed by on_heartbeat(False) and a new REQ "
-                    "socket, and one real miss after it makes the kernel dead (or lost)"
-                ),
-            )
-        )
     reports: list[bool] = []
     real = Channels.on_heartbeat
 
@@ -316,18 +302,6 @@ def _wait_heartbeat(info: Any, timeout: float = 30.0) -> None:
         context.term()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TimeoutError,
-    reason=(
-        "with another client subscribed to the kernel's iopub (or one that has just "
-        "disconnected and is not yet unsubscribed), the kernel "
-        "(ipykernel's XPUB, not verbose) sends no iopub_welcome to a new subscriber and "
-        "drops our wrongly signed kernel_info_request in silence: nothing ever fails "
-        "verification, and connect() raises TimeoutError ('the kernel answers its "
-        "heartbeat but not kernel_info_request') after ready_timeout"
-    ),
-)
 async def test_a_wrong_key_is_named_when_another_client_is_connected(
     managed: Managed, tmp_path: Path
 ) -> None:
