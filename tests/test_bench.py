@@ -264,7 +264,7 @@ def test_cli_failures() -> None:
 
 
 def test_notebook_kernel_time_counts_cells_run_now_and_takes_naive_dates_as_utc() -> None:
-    from sidecar.bench._harness import _notebook_kernel_seconds
+    from sidecar.bench._probes import notebook_kernel_seconds
 
     def cell(started: str, idle: str) -> dict[str, object]:
         timing = {"shell.execute_reply.started": started, "iopub.status.idle": idle}
@@ -283,9 +283,9 @@ def test_notebook_kernel_time_counts_cells_run_now_and_takes_naive_dates_as_utc(
     untimed = notebook(
         {"cell_type": "code", "metadata": {}, "source": "", "outputs": [], "execution_count": None}
     )
-    assert _notebook_kernel_seconds(untimed) is None
+    assert notebook_kernel_seconds(untimed) is None
     mixed = notebook(
         cell("2026-01-01T00:00:00.000000Z", "2026-01-01T00:00:00.250000"),
         cell("2026-01-01T00:00:01", "2026-01-01T00:00:01.500000+00:00"),
     )
-    assert _notebook_kernel_seconds(mixed) == pytest.approx(0.75)
+    assert notebook_kernel_seconds(mixed) == pytest.approx(0.75)

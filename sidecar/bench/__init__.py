@@ -5,14 +5,14 @@ sidecar``: the harness (statistics, tables, process probes) costs nothing to
 those who only run kernels.
 """
 
-from ._harness import (
+from ._harness import run as run
+from ._results import (
     BenchResult as BenchResult,
     BenchSample as BenchSample,
     BenchStats as BenchStats,
     BenchVariant as BenchVariant,
     BenchVariantResult as BenchVariantResult,
     VariantLike as VariantLike,
-    run as run,
 )
 
 __all__ = [

@@ -8,17 +8,13 @@ from __future__ import annotations
 import logging
 import math
 import os
-import statistics
-import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Final, TypeAlias, final
+from typing import final
 
 import anyio
 import anyio.abc
-import msgspec
 import sniffio
 
 from .._task_groups import open_task_group
@@ -27,363 +23,19 @@ from ..client._launch import launch
 from ..kernel._kernelspec import get_kernelspec
 from ..notebook._model import Notebook, NotebookError, read_notebook
 from ..notebook._run import run_notebook
-from ..wire import Message
+from ._probes import KernelTimes, client_max_rss, cpu_seconds, max_rss, notebook_kernel_seconds
+from ._results import (
+    BenchResult,
+    BenchSample,
+    BenchStats,
+    BenchVariant,
+    BenchVariantResult,
+    VariantLike,
+)
 
-__all__ = [
-    "BenchResult",
-    "BenchSample",
-    "BenchStats",
-    "BenchVariant",
-    "BenchVariantResult",
-    "VariantLike",
-    "run",
-]
+__all__ = ["run"]
 
 log = logging.getLogger("sidecar.bench")
-
-_CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK") if sys.platform != "win32" else 100
-_NAME_WIDTH: Final = 32
-
-
-@final
-class BenchVariant(msgspec.Struct, frozen=True):
-    """One thing to measure: ``code``, or the code cells of the ``notebook`` file.
-
-    A notebook's kernels start in the notebook's directory, as with
-    ``sidecar run``.
-    """
-
-    name: str
-    code: str | None = None
-    notebook: str | None = None
-    """The path of an ``.ipynb`` file."""
-
-    def __post_init__(self) -> None:
-        if (self.code is None) == (self.notebook is None):
-            raise ValueError(f"variant {self.name!r}: give code or a notebook, exactly one")
-
-
-VariantLike: TypeAlias = (
-    str | os.PathLike[str] | BenchVariant | Mapping[str, str | os.PathLike[str]]
-)
-"""What :func:`run` takes as a variant: code (a ``str``), a notebook (a path
-object, never a ``str``), a :class:`BenchVariant`, or a mapping of names to
-either (in order)."""
-
-
-@final
-class BenchStats(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """Summary statistics of one measure, in seconds (``spread`` is a ratio)."""
-
-    count: int
-    mean: float
-    median: float
-    p99: float
-    min: float
-    max: float
-    stdev: float
-    """Sample standard deviation; 0 for a single value."""
-    spread: float
-    """Interquartile range / median: how far the middle half strays (0 for one value)."""
-
-    @classmethod
-    def of(cls, values: Sequence[float]) -> BenchStats:
-        """The statistics of ``values`` (at least one)."""
-        if not values:
-            raise ValueError("no values")
-        median = statistics.median(values)
-        if len(values) < 2:
-            p99, stdev, iqr = values[0], 0.0, 0.0
-        else:
-            p99 = statistics.quantiles(values, n=100, method="inclusive")[98]
-            q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
-            stdev, iqr = statistics.stdev(values), q3 - q1
-        return cls(
-            count=len(values),
-            mean=statistics.fmean(values),
-            median=median,
-            p99=p99,
-            min=min(values),
-            max=max(values),
-            stdev=stdev,
-            spread=iqr / median if median > 0 else 0.0,
-        )
-
-
-@final
-class BenchSample(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """One measured run (times in seconds)."""
-
-    variant: str
-    seq: int
-    """Order in which the run started among all runs of the benchmark, from 0."""
-    index: int
-    """The run's number within its variant, from 0."""
-    lane: int
-    """Which of the variant's kernel slots ran it (``index % kernels``)."""
-    pid: int
-    """The kernel process that ran it."""
-    wall: float
-    kernel: float | None
-    """None if the kernel sent no ``metadata.started`` or dates."""
-    overhead: float | None
-    launch: float | None = None
-    """With ``fresh``: how long the run's kernel took to launch (not in ``wall``)."""
-
-
-@final
-class BenchVariantResult(msgspec.Struct, frozen=True, kw_only=True):
-    """What one variant measured."""
-
-    name: str
-    code: str | None
-    notebook: str | None
-    runs: int
-    pids: list[int]
-    """The kernel processes that ran it, in launch order."""
-    wall: BenchStats
-    kernel: BenchStats | None
-    overhead: BenchStats | None
-    launch: BenchStats | None
-    """Launch times of its kernels, with ``fresh`` only."""
-    elapsed: float
-    """Seconds of wall-clock time its turns took, all lanes together."""
-    throughput: float
-    """Runs per second over ``elapsed``."""
-    client_cpu: float
-    """Seconds of client CPU during its turns."""
-    kernel_cpu: float | None
-    """Seconds of CPU of its kernels while measured (Linux only)."""
-    kernel_max_rss: int | None
-    """Bytes: the highest peak RSS among its kernels (Linux only)."""
-    samples: list[BenchSample]
-
-
-@final
-class BenchResult(msgspec.Struct, frozen=True, kw_only=True):
-    """What :func:`run` measured.  ``msgspec.json.decode(data, type=BenchResult)``
-    reads back what :meth:`to_json` wrote."""
-
-    variants: list[BenchVariantResult]
-    n: int
-    """Measured runs per variant."""
-    kernels: int
-    """Kernels per variant at once (at most ``n``)."""
-    warmup: int
-    fresh: bool
-    interleave: bool
-    kernel_name: str
-    backend: str
-    elapsed: float
-    """Seconds the whole benchmark took, launches and shutdowns included."""
-    client_max_rss: int | None
-    """Bytes: this process's peak RSS at the end (None where unknown)."""
-
-    def to_json(self, *, samples: bool = True) -> bytes:
-        """The result as JSON; without ``samples``, the statistics only."""
-        result = self
-        if not samples:
-            variants = [msgspec.structs.replace(v, samples=[]) for v in self.variants]
-            result = msgspec.structs.replace(self, variants=variants)
-        return msgspec.json.encode(result)
-
-    def render(self) -> str:
-        """The result as text tables: times per variant, then throughput and resources."""
-        mode = "fresh kernel per run" if self.fresh else "reused kernels"
-        order = "interleaved" if self.interleave else "one variant after another"
-        kernels = f"{self.kernels} {self.kernel_name} kernel{'s' if self.kernels > 1 else ''}"
-        header = (
-            f"{self.n} runs per variant on {kernels}, {mode}, warm-up {self.warmup}, "
-            f"{order} ({self.backend}); client peak RSS {_fmt_bytes(self.client_max_rss)}"
-        )
-        times: list[tuple[str, ...]] = [
-            ("variant", "time", "median", "p99", "min", "max", "mean", "stdev", "spread")
-        ]
-        for v in self.variants:
-            measures = [("wall", v.wall), ("kernel", v.kernel), ("overhead", v.overhead)]
-            measures.append(("launch", v.launch))
-            first = True
-            for label, stats in measures:
-                if stats is None:
-                    continue
-                values = (stats.median, stats.p99, stats.min, stats.max, stats.mean, stats.stdev)
-                times.append(
-                    (
-                        _short(v.name) if first else "",
-                        label,
-                        *(_fmt_seconds(x) for x in values),
-                        f"{stats.spread:.1%}",
-                    )
-                )
-                first = False
-        usage: list[tuple[str, ...]] = [
-            (
-                "variant",
-                "runs",
-                "runs/s",
-                "client CPU/run",
-                "kernel CPU/run",
-                "kernel peak RSS",
-                "kernels",
-            )
-        ]
-        for v in self.variants:
-            kernel_cpu = None if v.kernel_cpu is None else v.kernel_cpu / v.runs
-            usage.append(
-                (
-                    _short(v.name),
-                    str(v.runs),
-                    f"{v.throughput:,.1f}",
-                    _fmt_seconds(v.client_cpu / v.runs),
-                    _fmt_seconds(kernel_cpu),
-                    _fmt_bytes(v.kernel_max_rss),
-                    str(len(v.pids)),
-                )
-            )
-        return "\n\n".join([header, _table(times, left=2), _table(usage, left=1)])
-
-
-def _table(rows: Sequence[Sequence[str]], *, left: int) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = []
-    for n, row in enumerate(rows):
-        pairs = enumerate(zip(row, widths, strict=True))
-        cells = [c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in pairs]
-        lines.append("  ".join(cells).rstrip())
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def _fmt_seconds(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
-        if abs(seconds) >= scale or unit == "us":
-            value = seconds / scale
-            digits = 0 if abs(value) >= 100 else 1 if abs(value) >= 10 else 2
-            return f"{value:.{digits}f} {unit}"
-    raise AssertionError("unreachable")
-
-
-def _fmt_bytes(size: int | None) -> str:
-    return "-" if size is None else f"{size / 2**20:.1f} MiB"
-
-
-def _short(name: str) -> str:
-    line = name.strip().splitlines()[0] if name.strip() else name
-    return line if len(line) <= _NAME_WIDTH else line[: _NAME_WIDTH - 3] + "..."
-
-
-# -- reading the processes --------------------------------------------------------
-
-
-def _cpu_seconds(pid: int) -> float | None:
-    """utime + stime of a process, from ``/proc`` (None where there is none)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as file:
-            data = file.read()
-    except OSError:
-        return None
-    # The command name, in parentheses, may hold spaces; the fields after it
-    # start at field 3 (state), so utime (14) and stime (15) are 11 and 12.
-    fields = data.rsplit(b")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
-
-
-def _max_rss(pid: int) -> int | None:
-    """The peak RSS (``VmHWM``) of a process in bytes, from ``/proc``."""
-    try:
-        with open(f"/proc/{pid}/status", "rb") as file:
-            for line in file:
-                if line.startswith(b"VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def _client_max_rss() -> int | None:
-    if sys.platform == "win32":
-        return None
-    import resource
-
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss if sys.platform == "darwin" else rss * 1024
-
-
-@final
-class _KernelTimes:
-    """A collector of the two kernel timestamps a run needs, and nothing else.
-
-    Being a collector (``on_<msg_type>`` methods), it is held only weakly
-    once its request is done, so past runs' messages are not kept.
-    """
-
-    __slots__ = ("__weakref__", "end", "replied", "started")
-
-    def __init__(self) -> None:
-        self.started: datetime | None = None
-        self.replied: datetime | None = None
-        self.end: datetime | None = None
-
-    def __call__(self, message: Message) -> None:
-        """Every other message: not needed."""
-
-    def on_execute_reply(self, message: Message) -> None:
-        value = message.metadata.get("started")
-        if isinstance(value, str):
-            self.started = _parse_date(value)
-        self.replied = _aware(message.header.datetime())
-
-    def on_status(self, message: Message) -> None:
-        if message.content.execution_state == "idle":
-            self.end = _aware(message.header.datetime())
-
-    def seconds(self) -> float | None:
-        """``metadata.started`` of the reply to the date of idle (or of the reply)."""
-        end = self.end or self.replied
-        if self.started is None or end is None:
-            return None
-        return max(0.0, (end - self.started).total_seconds())
-
-
-def _notebook_kernel_seconds(notebook: Notebook) -> float | None:
-    """The sum of the kernel times of the cells that ran, from their timings
-    (None if none has them)."""
-    total, timed = 0.0, False
-    for cell in notebook.code_cells():
-        timing = cell.metadata.get("execution")
-        if not timing:
-            continue
-        timed = True
-        started = timing.get("shell.execute_reply.started")
-        end = timing.get("iopub.status.idle", timing.get("shell.execute_reply"))
-        if not isinstance(started, str) or not isinstance(end, str):
-            return None
-        begin, finish = _parse_date(started), _parse_date(end)
-        if begin is None or finish is None:
-            return None
-        total += max(0.0, (finish - begin).total_seconds())
-    return total if timed else None
-
-
-def _parse_date(value: str) -> datetime | None:
-    try:
-        return _aware(msgspec.convert(value, datetime))
-    except msgspec.ValidationError:
-        return None
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    """A kernel's date without a timezone is taken as UTC, as the spec asks
-    dates to be; aware and naive dates cannot be subtracted."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=timezone.utc)
-
-
-# -- running ----------------------------------------------------------------------
 
 
 @final
@@ -486,12 +138,12 @@ class _Plan:
 
     def account(self, pid: int, cpu_start: float | None) -> None:
         """Add what the kernel ``pid`` spent since ``cpu_start``, and its peak RSS."""
-        cpu_end = _cpu_seconds(pid)
+        cpu_end = cpu_seconds(pid)
         if self.kernel_cpu is None or cpu_start is None or cpu_end is None:
             self.kernel_cpu = None
         else:
             self.kernel_cpu += cpu_end - cpu_start
-        rss = _max_rss(pid)
+        rss = max_rss(pid)
         if rss is not None:
             self.kernel_max_rss = max(self.kernel_max_rss or 0, rss)
 
@@ -610,7 +262,7 @@ class _Bench:
                 plan.pids.append(lane.slot.pid)
             await self._each(plan.lanes, self._warm_up)
         for lane in lanes:
-            lane.cpu_start = _cpu_seconds(lane.slot.pid)
+            lane.cpu_start = cpu_seconds(lane.slot.pid)
         if self._interleave:
             for r, plan in self._order():
                 await self._turn(plan, r, r + 1)
@@ -637,7 +289,7 @@ class _Bench:
                     lane.ahead = self._launch(plan)
             await self._each(lanes, self._warm_up)
             for lane in lanes:
-                lane.cpu_start = _cpu_seconds(lane.slot.pid)
+                lane.cpu_start = cpu_seconds(lane.slot.pid)
             await self._turn(plan, r, r + 1)
             for lane in lanes:
                 plan.account(lane.slot.pid, lane.cpu_start)
@@ -692,10 +344,10 @@ class _Bench:
         if job is not None:
             started = time.perf_counter()
             await run_notebook(job, kernel, timeout=self._timeout)
-            return time.perf_counter() - started, _notebook_kernel_seconds(job)
+            return time.perf_counter() - started, notebook_kernel_seconds(job)
         code = plan.variant.code
         assert code is not None
-        times = _KernelTimes()
+        times = KernelTimes()
         started = time.perf_counter()
         await kernel.execute(code, handlers=[times], timeout=self._timeout, raise_on_error=True)
         return time.perf_counter() - started, times.seconds()
@@ -892,5 +544,5 @@ async def run(
         kernel_name=kernel_name,
         backend=sniffio.current_async_library(),
         elapsed=time.perf_counter() - started,
-        client_max_rss=_client_max_rss(),
+        client_max_rss=client_max_rss(),
     )

@@ -68,7 +68,7 @@ def add_bench(commands: Any) -> None:
 async def _bench(args: argparse.Namespace) -> int:
     # Loaded here: the harness (statistics, tables, probes) is for this
     # command alone, not for every start of the command line.
-    from ..bench._harness import BenchVariant, VariantLike, run
+    from ..bench import BenchVariant, VariantLike, run
 
     items: list[str | Path] = [*args.code, *args.notebook]
     variants: list[VariantLike] = list(items)
