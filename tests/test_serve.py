@@ -197,6 +197,24 @@ async def test_the_document_holds_every_executed_cell(shared: sidecar.SharedKern
     nbformat.validate(nbformat.read(str(notebook_file), as_version=4))
 
 
+async def test_sidecar_clients_attach_beside_others_and_a_wrong_key_is_named(
+    shared: sidecar.SharedKernel, tmp_path: Path
+) -> None:
+    """sidecar's own client is a frontend like any: each connection is welcomed
+    on a topic of its own, so one more is ready at once and one with a wrong
+    key is told so, however many are attached already."""
+    path = _file(shared)
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps({**json.loads(path.read_text()), "key": "not-the-key"}))
+    async with sidecar.connect(path) as first, sidecar.connect(path) as second:
+        reply = await second.execute("print('second')")
+        assert reply.status == "ok"
+        with anyio.fail_after(5), pytest.raises(sidecar.AuthenticationError, match=r"wrong\.json"):
+            async with sidecar.connect(wrong, ready_timeout=30):
+                pass
+        assert (await first.kernel_info()).status == "ok"
+
+
 async def test_a_frontends_shutdown_request_detaches_only_it(shared: sidecar.SharedKernel) -> None:
     path = _file(shared)
     reply = await frontend(path, lambda c: c.shutdown() and c.get_control_msg(timeout=30))

@@ -35,6 +35,7 @@ disturbs no one.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -225,7 +226,15 @@ class SharedKernel:
             log.info("frontend %s attached", identity.hex())
         self._task_group.start_soon(self._serve_request, channel, message, frontend)
 
-    def _on_subscribed(self) -> None:
+    def _on_subscribed(self, topic: bytes) -> None:
+        if topic:
+            # A topic of a frontend's own (sidecar's clients subscribe to one):
+            # greet that frontend alone, as a 5.5 kernel does.
+            assert self._server is not None
+            welcome = IopubWelcome(subscription=topic.decode(errors="replace"))
+            with contextlib.suppress(anyio.WouldBlock):
+                self._server.send_nowait("iopub", self._message("iopub_welcome", welcome), [topic])
+            return
         # Greet the new subscriber (5.5), and tell every late joiner the state.
         self._publish(self._message("iopub_welcome", IopubWelcome()))
         state = self.kernel.execution_state
@@ -493,8 +502,8 @@ class _FrontendSide:
     def on_invalid(self, channel: Channel, error: Exception) -> None:
         pass  # counted and logged by the transport
 
-    def on_subscribed(self) -> None:
-        self._shared._on_subscribed()
+    def on_subscribed(self, topic: bytes) -> None:
+        self._shared._on_subscribed(topic)
 
 
 async def _hooked(hook: MessageHook, channel: Channel, message: Message) -> Message:

@@ -48,8 +48,8 @@ class FrontendReceiver(Protocol):
     def on_invalid(self, channel: Channel, error: Exception) -> None:
         """A frontend's message was dropped as invalid (``error`` is a WireError)."""
 
-    def on_subscribed(self) -> None:
-        """A frontend subscribed to iopub."""
+    def on_subscribed(self, topic: bytes) -> None:
+        """A frontend subscribed to iopub, to ``topic`` (``b""``: everything)."""
 
 
 @final
@@ -114,7 +114,7 @@ class ZmqServer:
         if channel == "iopub":
             # What an XPUB receives are (un)subscriptions, not messages.
             if len(frames) == 1 and frames[0][:1] == bytes([_SUBSCRIBE]):
-                self._receiver.on_subscribed()
+                self._receiver.on_subscribed(frames[0][1:])
             return
         self._received += 1
         try:
