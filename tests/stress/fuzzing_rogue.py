@@ -85,7 +85,7 @@ class FuzzingRogue(RogueKernel):
     Verbose, so that a resubscription (the client rebuilds its iopub socket
     after dropping an oversized frame) is seen even while the old
     subscription is not yet gone; each subscription is welcomed, as 5.5
-    kernels do, and the welcome is a message the client counts.
+    kernels do, and each welcome is a message the client counts.
     """
 
     def __init__(self, tmp_path: Path, **options: Any) -> None:
@@ -97,7 +97,12 @@ class FuzzingRogue(RogueKernel):
         while True:
             frames = await self.iopub.recv_multipart()
             if frames[0][:1] == b"\x01":
-                await self.publish(self.session.message("iopub_welcome", IopubWelcome()))
+                # As ipykernel does: each topic's welcome goes to that topic
+                # (a sidecar client subscribes to b"" and a topic of its own).
+                topic = frames[0][1:]
+                welcome = IopubWelcome(subscription=topic.decode(errors="replace"))
+                message = self.session.message("iopub_welcome", welcome)
+                await self.iopub.send(self.session.serialize(message, [topic] if topic else ()))
                 self.subscriptions += 1
                 self.subscribed.set()
 
