@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import Final
 
 import msgspec
@@ -79,7 +80,7 @@ def serialize_ws_v1(channel: str, parts: Sequence[Frame]) -> bytes:
     return b"".join([head, name, *parts])
 
 
-def deserialize_ws_v1(data: bytes | memoryview) -> tuple[str, list[memoryview]]:
+def deserialize_ws_v1(data: bytes | bytearray | memoryview) -> tuple[str, list[memoryview]]:
     """The channel and parts of a v1 binary websocket message.
 
     The parts are views into ``data``: nothing is copied.
@@ -163,7 +164,9 @@ def serialize_ws_json(channel: str, parts: Sequence[Frame]) -> str | bytes:
     return b"".join([struct.pack(f"!{nbufs + 1}I", nbufs, *offsets), text, *buffers])
 
 
-def deserialize_ws_json(data: str | bytes | memoryview) -> tuple[str | None, list[Frame]]:
+def deserialize_ws_json(
+    data: str | bytes | bytearray | memoryview,
+) -> tuple[str | None, list[Frame]]:
     """The channel (None if absent) and parts of a legacy-framed websocket message.
 
     ``data`` is the text of a text message, or the bytes of a binary one
@@ -187,7 +190,7 @@ def deserialize_ws_json(data: str | bytes | memoryview) -> tuple[str | None, lis
                 f"binary websocket message of {size} bytes cannot hold {nbufs} offsets"
             )
         offsets = [*struct.unpack_from(f"!{nbufs}I", view, 4), size]
-        if offsets[0] < 4 * (nbufs + 1) or any(b < a for a, b in zip(offsets, offsets[1:])):
+        if offsets[0] < 4 * (nbufs + 1) or any(b < a for a, b in pairwise(offsets)):
             raise MalformedMessage("binary websocket message offsets do not describe it")
         text = view[offsets[0] : offsets[1]]
         buffers = [view[offsets[i] : offsets[i + 1]] for i in range(1, nbufs)]
