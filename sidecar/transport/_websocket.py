@@ -575,8 +575,8 @@ async def open_websocket_transport(
         framing=framing,
         connect_timeout=connect_timeout,
     )
-    transport._use(await transport._handshake())
     try:
+        transport._use(await transport._handshake())
         async with open_task_group() as tg:
             transport._start(tg, heartbeat_interval)
             try:
@@ -586,6 +586,7 @@ async def open_websocket_transport(
                 tg.cancel_scope.cancel()
     finally:
         transport._close()
+        transport._outbox_out.close()
         if transport._conn is not None:
             with anyio.CancelScope(shield=True):
                 await anyio.aclose_forcefully(transport._conn.stream)
