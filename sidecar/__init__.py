@@ -7,6 +7,7 @@ from ._exceptions import (
     ExecutionError as ExecutionError,
     HandlerError as HandlerError,
     InvalidSignature as InvalidSignature,
+    JupyterServerError as JupyterServerError,
     KernelDied as KernelDied,
     KernelError as KernelError,
     KernelRestarted as KernelRestarted,
@@ -17,6 +18,7 @@ from ._exceptions import (
     NoSuchKernel as NoSuchKernel,
     ReplayedMessage as ReplayedMessage,
     SidecarError as SidecarError,
+    TokenRejected as TokenRejected,
     WireError as WireError,
 )
 from ._version import __version__ as __version__
@@ -25,6 +27,7 @@ from .client._handlers import Handler as Handler
 from .client._kernel import Kernel as Kernel, StdinCallback as StdinCallback
 from .client._launch import connect as connect, launch as launch
 from .client._outputs import Outputs as Outputs, apply_stream_controls as apply_stream_controls
+from .client._remote import connect_server as connect_server
 from .client._widgets import Widgets as Widgets
 from .kernel._channels import ChannelStatistics as ChannelStatistics
 from .kernel._kernelspec import (
@@ -92,6 +95,7 @@ __all__ = [
     "Handler",
     "HandlerError",
     "InvalidSignature",
+    "JupyterServerError",
     "Kernel",
     "KernelDied",
     "KernelError",
@@ -118,11 +122,13 @@ __all__ = [
     "SidecarError",
     "StdinCallback",
     "StreamOutput",
+    "TokenRejected",
     "Widgets",
     "WireError",
     "__version__",
     "apply_stream_controls",
     "connect",
+    "connect_server",
     "find_kernelspecs",
     "get_kernelspec",
     "launch",

@@ -12,6 +12,8 @@ Who is to blame shapes the tree:
   directly sees them raised.
 - :class:`ConnectionFileError`: a connection file is missing, unreadable or
   lacks a field; :class:`AuthenticationError`: its key is not the kernel's.
+- :class:`JupyterServerError`: a Jupyter Server (or gateway) refused a request
+  or could not be reached; :class:`TokenRejected`: it refused our token.
 - :class:`CommRefused`: the kernel refused a comm we opened.
 - :class:`KernelError`: the kernel process or its kernelspec: not found, failed
   to start, died, restarted under us, or broke the protocol (no reply).
@@ -30,6 +32,7 @@ __all__ = [
     "ExecutionError",
     "HandlerError",
     "InvalidSignature",
+    "JupyterServerError",
     "KernelDied",
     "KernelError",
     "KernelRestarted",
@@ -41,6 +44,7 @@ __all__ = [
     "NoSuchKernel",
     "ReplayedMessage",
     "SidecarError",
+    "TokenRejected",
     "WireError",
 ]
 
@@ -98,7 +102,32 @@ class AuthenticationError(SidecarError):
     """The kernel signs its messages with another key than ours: every one failed verification.
 
     Raised while connecting, in a few seconds, instead of waiting for a reply
-    that would be dropped.  The message names where the key came from.
+    that would be dropped.  The message names where the key came from.  A
+    server that refuses our token raises :class:`TokenRejected`, a subclass.
+    """
+
+
+class JupyterServerError(SidecarError):
+    """A Jupyter Server, Kernel Gateway or Enterprise Gateway refused a request,
+    or could not be reached.
+
+    Attributes:
+        url: what was asked for (without the token).
+        status: the HTTP status, or None when no answer came (connection
+            refused, TLS failure, timeout).
+    """
+
+    def __init__(self, message: str, *, url: str, status: int | None = None) -> None:
+        self.url = url
+        self.status = status
+        super().__init__(message)
+
+
+class TokenRejected(JupyterServerError, AuthenticationError):
+    """The server refused our token (HTTP 401 or 403): it is wrong, expired, or
+    missing (neither ``token=`` nor ``JUPYTER_TOKEN`` gave one).
+
+    Raised by the first request, before any kernel is started.
     """
 
 

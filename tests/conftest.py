@@ -3,11 +3,15 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 import sidecar
+
+if TYPE_CHECKING:
+    from jupyter_servers import RunningServer
 
 settings.register_profile("default", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("default")
@@ -56,3 +60,23 @@ def no_orphan_kernels() -> Iterator[None]:
         return
     left = kernel_processes_of(os.getpid())
     assert not left, f"kernel processes left behind: {left}"
+
+
+@pytest.fixture(scope="session")
+def jupyter_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A ``jupyter server`` on loopback with a token, shared by the whole session."""
+    pytest.importorskip("jupyter_server")
+    from jupyter_servers import jupyter_server as start
+
+    with start(tmp_path_factory.mktemp("jupyter-server")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def kernel_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A ``jupyter kernelgateway`` on loopback with a token, shared by the whole session."""
+    pytest.importorskip("kernel_gateway")
+    from jupyter_servers import jupyter_server as start
+
+    with start(tmp_path_factory.mktemp("kernel-gateway"), "gateway") as server:
+        yield server

@@ -34,6 +34,7 @@ import anyio
 from .._exceptions import SidecarError
 from .._version import __version__
 from ..client._launch import launch
+from ..client._remote import connect_server
 from ..kernel._kernelspec import find_kernelspecs, get_kernelspec
 from ..notebook._files import (
     DEFAULT_SKIP_TAGS,
@@ -59,7 +60,9 @@ from ._options import (
     USAGE,
     Parser,
     UsageError,
+    add_server_options,
     check_readable,
+    check_server,
     count,
     seconds,
 )
@@ -162,6 +165,7 @@ def _parser() -> Parser:
         metavar="SECONDS",
         help="seconds the kernel may take to start (60)",
     )
+    add_server_options(run_code)
     add_bench(commands)
     add_serve(commands)
     add_kernelspec(commands)
@@ -278,6 +282,7 @@ def _add_run(commands: Any) -> None:
     execution.add_argument(
         "-j", "--jobs", type=count(1), default=1, help="notebooks run at once (1)"
     )
+    add_server_options(execution)
     shown = run.add_argument_group("what is printed")
     shown.add_argument("--show", action="store_true", help="print the outputs when done")
     shown.add_argument("--log-output", action="store_true", help="print the outputs as they arrive")
@@ -294,11 +299,25 @@ def _add_run(commands: Any) -> None:
 # -- the commands --------------------------------------------------------------------
 
 
-async def _exec(code: str, kernel_name: str, timeout: float | None, start_timeout: float) -> int:
+async def _exec(
+    code: str,
+    kernel_name: str,
+    timeout: float | None,
+    start_timeout: float,
+    server: str | None = None,
+    token: str | None = None,
+) -> int:
     def show(message: Message) -> None:
         print_message(message, sys.stdout, sys.stderr)
 
-    async with launch(kernel_name, startup_timeout=start_timeout) as kernel:
+    opened = (
+        launch(kernel_name, startup_timeout=start_timeout)
+        if server is None
+        else connect_server(
+            server, token=token, kernel_name=kernel_name, ready_timeout=start_timeout
+        )
+    )
+    async with opened as kernel:
         reply = await kernel.execute(code, handlers=[show], timeout=timeout)
     return FAILED if isinstance(reply, ErrorReply) else OK
 
@@ -407,6 +426,9 @@ def _prepare_run(
         results = plan_runs(args.notebooks, output=output, inplace=args.inplace)
     except (ParameterError, RunRefused) as e:
         raise UsageError(str(e)) from None
+    check_server(args.server)
+    if args.server is not None and args.cwd is not None:
+        raise UsageError("--cwd is for local kernels: a server starts its kernels where it runs")
     if args.cwd is not None and not args.cwd.is_dir():
         raise UsageError(f"--cwd {args.cwd}: no such directory")
     options = RunOptions(
@@ -419,6 +441,8 @@ def _prepare_run(
         skip_tags=tuple(dict.fromkeys([*DEFAULT_SKIP_TAGS, *args.skip_tag])),
         report_mode=args.report_mode,
         save_every=args.save_every,
+        server=args.server,
+        token=args.token,
     )
     display = TerminalRun(
         results,
@@ -463,8 +487,17 @@ def _main(argv: list[str], signals: Signals) -> int:
         elif args.command == "serve":
             command = prepare_serve(args)
         else:
+            check_server(args.server)
             code = sys.stdin.read() if args.code == "-" else args.code
-            command = partial(_exec, code, args.kernel, args.timeout, args.start_timeout)
+            command = partial(
+                _exec,
+                code,
+                args.kernel,
+                args.timeout,
+                args.start_timeout,
+                args.server,
+                args.token,
+            )
         with signals.in_event_loop():
             return anyio.run(until_signalled, command, what, signals, backend=args.backend)
 

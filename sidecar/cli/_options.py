@@ -13,7 +13,8 @@ import argparse
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Final, NoReturn
+from typing import Any, Final, NoReturn
+from urllib.parse import urlsplit
 
 from ..notebook._files import RunRefused, check_inputs
 
@@ -24,7 +25,9 @@ __all__ = [
     "USAGE",
     "Parser",
     "UsageError",
+    "add_server_options",
     "check_readable",
+    "check_server",
     "count",
     "seconds",
 ]
@@ -80,3 +83,25 @@ def check_readable(paths: Sequence[Path]) -> None:
         check_inputs(paths)
     except RunRefused as e:
         raise UsageError(str(e)) from None
+
+
+def add_server_options(group: Any) -> None:
+    """``--server URL`` and ``--token TOKEN``: kernels on a Jupyter Server (or gateway)."""
+    group.add_argument(
+        "--server",
+        metavar="URL",
+        help="start kernels on this Jupyter Server, Kernel Gateway or Enterprise Gateway "
+        "(http(s)://host:port[/base/]) instead of locally",
+    )
+    group.add_argument(
+        "--token", metavar="TOKEN", help="the server's token (default: $JUPYTER_TOKEN)"
+    )
+
+
+def check_server(url: str | None) -> None:
+    """A ``--server`` that is not an http(s) URL is a usage error."""
+    if url is None:
+        return
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"--server {url}: expected http(s)://host[:port][/base/]")

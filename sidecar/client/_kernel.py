@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import (
     AbstractContextManager,
     contextmanager,
+    nullcontext,
     suppress,
 )
 from typing import Any, Final, Literal, TypeVar, final
@@ -36,6 +37,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from .._exceptions import (
     ExecutionError,
+    JupyterServerError,
     KernelError,
     MalformedMessage,
     WireError,
@@ -44,6 +46,7 @@ from ..kernel._channels import Channels, ChannelStatistics
 from ..kernel._kernelspec import KernelSpec
 from ..kernel._lifecycle import Event, State
 from ..kernel._process import KernelFiles, KernelProcess
+from ..kernel._remote import RemoteKernel
 from ..transport import Channel
 from ..wire import (
     AbortedReply,
@@ -92,7 +95,8 @@ _COMM_TYPES: Final = frozenset({"comm_open", "comm_msg", "comm_close"})
 
 @final
 class Kernel:
-    """A connected kernel.  Get one from :func:`launch` or :func:`connect`.
+    """A connected kernel.  Get one from :func:`launch`, :func:`connect` or
+    :func:`connect_server`.
 
     Attributes:
         connection_info: where the kernel listens.
@@ -122,8 +126,10 @@ class Kernel:
         grace: float = DEFAULT_GRACE,
         files: KernelFiles | None = None,
         start_options: Mapping[str, Any] | None = None,
+        remote: RemoteKernel | None = None,
     ) -> None:
         self._channels = channels
+        self._remote = remote
         self._connection_info = connection_info
         self._files = files
         self._start_options = dict(start_options or {})
@@ -138,7 +144,10 @@ class Kernel:
         self.comms: Final = Comms(self)
         self.widgets: Final = Widgets(self._send_widget_update)
         self._action_context = ActionContext(
-            channels=channels, widgets=self.widgets, on_comm=self._on_comm, interrupt=self.interrupt
+            channels=channels,
+            widgets=self.widgets,
+            on_comm=self._on_comm,
+            interrupt=self._interrupt_on_cancel,
         )
         self._watching: anyio.CancelScope | None = None
 
@@ -149,6 +158,12 @@ class Kernel:
         """Where the kernel listens and the key it signs with (None when it is
         reached through something else than its connection file)."""
         return self._connection_info
+
+    @property
+    def kernel_id(self) -> str | None:
+        """The kernel's id on its Jupyter Server, for a kernel reached through
+        :func:`~sidecar.connect_server` (else None)."""
+        return None if self._remote is None else self._remote.kernel_id
 
     @property
     def session(self) -> Session:
@@ -625,7 +640,16 @@ class Kernel:
         ``signal`` sends SIGINT to the kernel's process group (only possible
         for a kernel sidecar launched); ``message`` sends ``interrupt_request``
         on control and waits for the reply (``handlers`` get its messages).
+        A kernel on a Jupyter Server is interrupted by the server (its REST
+        API), which does it by the kernelspec's own interrupt mode.
+
+        Raises:
+            JupyterServerError: the server refused to interrupt the kernel.
         """
+        if self._remote is not None:
+            with anyio.fail_after(timeout) if timeout is not None else nullcontext():
+                await self._remote.interrupt()
+            return
         if self.interrupt_mode == "signal" and self.process is not None:
             self.process.interrupt()
             return
@@ -634,6 +658,14 @@ class Kernel:
         )
         if isinstance(reply, ErrorReply):
             log.warning("interrupt_request failed: %s: %s", reply.ename, reply.evalue)
+
+    async def _interrupt_on_cancel(self) -> None:
+        """:meth:`interrupt` for a cancelled request: a server's refusal is logged,
+        and the cancellation goes on."""
+        try:
+            await self.interrupt()
+        except JupyterServerError as e:
+            log.warning("could not interrupt the cancelled request: %s", e)
 
     async def shutdown(
         self,
@@ -742,17 +774,28 @@ class Kernel:
         Requests waiting at that moment fail with
         :class:`~sidecar.KernelRestarted`; requests made while it restarts
         wait for the new kernel.  A kernel sidecar launched gets a new
-        process, even after it died.  For a kernel sidecar did not launch,
-        this asks the kernel to restart itself (``shutdown_request`` with
-        ``restart=True``) and waits for it to answer again.
+        process, even after it died.  A kernel on a Jupyter Server is
+        restarted by the server (its REST API).  For any other kernel sidecar
+        did not launch, this asks the kernel to restart itself
+        (``shutdown_request`` with ``restart=True``) and waits for it to
+        answer again.
 
         Raises:
             KernelStartError: the new kernel exited or did not answer within
                 ``timeout`` (the kernel is then dead, or lost if not ours).
+            JupyterServerError: the server could not restart the kernel.
         """
         conn = self._channels
         process = self.process
-        if process is None:
+        if self._remote is not None:
+            conn.handle(Event.RESTART_BEGUN, "the kernel is restarting (asked of its server)")
+            try:
+                with anyio.fail_after(timeout):
+                    await self._remote.restart()
+            except BaseException:
+                conn.handle(Event.RESTART_FAILED, "the server did not restart the kernel")
+                raise
+        elif process is None:
             with anyio.move_on_after(5.0), suppress(KernelError):
                 await self.shutdown(restart=True)
             conn.handle(Event.RESTART_BEGUN, "the kernel is restarting")

@@ -384,9 +384,12 @@ class Channels(Receiver):
 
     def _check_kernel_session(self, channel: Channel, message: Message) -> None:
         session = message.header.session
-        if not session:
+        if not session or session == self.session.session_id:
             # Some kernels send messages without a session (xeus-python's
-            # iopub_welcome): they say nothing about restarts.
+            # iopub_welcome): they say nothing about restarts.  Nor do the
+            # messages a Jupyter Server makes up itself (``status:
+            # restarting``, rate-limit warnings): it builds them with the
+            # websocket's session id, which is ours.
             return
         known = self._kernel_session
         if session != known:

@@ -19,7 +19,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, Final, Literal, final
 
@@ -27,7 +27,9 @@ import anyio
 import msgspec
 
 from .._exceptions import KernelError, SidecarError
+from ..client._kernel import Kernel
 from ..client._launch import launch
+from ..client._remote import connect_server
 from ..kernel._kernelspec import KernelSpec, get_kernelspec
 from ..wire import Message
 from ._model import CodeCell, Notebook, NotebookError, read_notebook, save_notebook
@@ -109,6 +111,11 @@ class RunOptions(msgspec.Struct, kw_only=True, frozen=True):
     the last write (0: after every cell); None writes it only at the end."""
     history_in_memory: bool = True
     """Start IPython kernels with their history in memory, as nbclient does."""
+    server: str | None = None
+    """A Jupyter Server's (or gateway's) URL: each notebook runs on a kernel it
+    starts there (:func:`~sidecar.connect_server`), not on a local one."""
+    token: str | None = None
+    """The server's token (``JUPYTER_TOKEN`` if None)."""
 
 
 class RunEvents:
@@ -451,14 +458,7 @@ async def _run_one(run: _Run, turn: _Turns, index: int) -> None:
             result.error = str(e) if isinstance(e, NotebookError) else f"{result.path}: {e}"
             return
         name = options.kernel_name or notebook.metadata.get("kernelspec", {}).get("name")
-        name = name or "python3"
-        spec = get_kernelspec(name)
-        async with launch(
-            name,
-            cwd=options.cwd or result.path.parent.resolve(),
-            startup_timeout=options.startup_timeout,
-            extra_arguments=kernel_arguments(spec, history_in_memory=options.history_in_memory),
-        ) as kernel:
+        async with _open_kernel(name, options, result.path) as kernel:
             process = kernel.process
             queued = time.monotonic()
             async with turn.slot(index):
@@ -496,6 +496,28 @@ async def _run_one(run: _Run, turn: _Turns, index: int) -> None:
         if process is not None:
             result.kernel_log = process.log_tail(200)
         events.done(result)
+
+
+def _open_kernel(
+    name: str | None, options: RunOptions, path: Path
+) -> AbstractAsyncContextManager[Kernel]:
+    """A kernel for one notebook: launched here, or started on the server."""
+    if options.server is not None:
+        # The kernel's working directory is the server's to choose.
+        return connect_server(
+            options.server,
+            token=options.token,
+            kernel_name=name,
+            ready_timeout=options.startup_timeout,
+        )
+    name = name or "python3"
+    spec = get_kernelspec(name)
+    return launch(
+        name,
+        cwd=options.cwd or path.parent.resolve(),
+        startup_timeout=options.startup_timeout,
+        extra_arguments=kernel_arguments(spec, history_in_memory=options.history_in_memory),
+    )
 
 
 @final

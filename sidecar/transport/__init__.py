@@ -1,7 +1,7 @@
 """The transport layer: what moves messages between us and a kernel.
 
 Internal: the public API is what :mod:`sidecar` re-exports.  Only this package
-imports zmq.
+imports zmq and wsproto.
 """
 
 from ._base import (
@@ -10,6 +10,11 @@ from ._base import (
     Receiver as Receiver,
     Transport as Transport,
     TransportStatistics as TransportStatistics,
+)
+from ._websocket import (
+    Framing as Framing,
+    WebsocketTransport as WebsocketTransport,
+    open_websocket_transport as open_websocket_transport,
 )
 from ._zmq import (
     ZmqContext as ZmqContext,
@@ -29,11 +34,14 @@ __all__ = [
     "FrontendReceiver",
     "Receiver",
     "Transport",
+    "Framing",
     "TransportStatistics",
+    "WebsocketTransport",
     "ZmqContext",
     "ZmqServer",
     "ZmqTransport",
     "curve_keypair",
+    "open_websocket_transport",
     "open_zmq_server",
     "open_zmq_transport",
 ]

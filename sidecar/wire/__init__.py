@@ -76,6 +76,13 @@ from ._session import (
     Session as Session,
 )
 from ._signing import ReplayGuard as ReplayGuard, Signer as Signer
+from ._websocket import (
+    WS_V1_SUBPROTOCOL as WS_V1_SUBPROTOCOL,
+    deserialize_ws_json as deserialize_ws_json,
+    deserialize_ws_v1 as deserialize_ws_v1,
+    serialize_ws_json as serialize_ws_json,
+    serialize_ws_v1 as serialize_ws_v1,
+)
 
 __all__ = [
     "AbortedReply",
@@ -139,7 +146,12 @@ __all__ = [
     "Status",
     "Stream",
     "UpdateDisplayData",
+    "WS_V1_SUBPROTOCOL",
     "WireError",
+    "deserialize_ws_json",
+    "deserialize_ws_v1",
     "read_connection_file",
+    "serialize_ws_json",
+    "serialize_ws_v1",
     "write_connection_file",
 ]

@@ -1,0 +1,279 @@
+"""Kernels on a real Jupyter Server, through its REST API and websocket (no mocks).
+
+The action tests that matter run again here, unchanged, against a remote
+kernel (the ``kernel`` fixture of this module is one); then what only a
+remote kernel has: the token, attaching, interrupt and restart through REST,
+a kernel killed under the server, a dropped websocket, the legacy framing,
+and a notebook run whose outputs equal a local run's.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from jupyter_servers import RunningServer
+from test_actions import (
+    run,
+    test_comm_data_that_is_not_an_object,
+    test_comm_opened_by_the_kernel_reaches_a_registered_target,
+    test_comm_round_trip_with_a_target_in_the_kernel,
+    test_error_is_a_value_or_raises_when_asked,
+    test_execute_result_display_and_count,
+    test_hundred_concurrent_executes_get_exactly_their_own_outputs,
+    test_input_answered_by_a_callback,
+    test_input_without_a_callback_is_a_clear_error,
+    test_requests_after_an_error_are_aborted_not_hung,
+    test_stream_merging_with_carriage_return_and_backspace,
+    test_timeout_interrupts_and_leaves_the_kernel_usable,
+    test_update_display_reaches_every_output_showing_it,
+)
+
+import sidecar
+import sidecar.wire
+from sidecar.kernel._remote import KernelServer
+from sidecar.transport import WebsocketTransport
+from sidecar.wire import ErrorReply, ExecuteReply
+
+pytestmark = [pytest.mark.anyio, pytest.mark.kernel]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+__all__ = [  # the action tests, run here against a remote kernel
+    "test_comm_data_that_is_not_an_object",
+    "test_comm_opened_by_the_kernel_reaches_a_registered_target",
+    "test_comm_round_trip_with_a_target_in_the_kernel",
+    "test_error_is_a_value_or_raises_when_asked",
+    "test_execute_result_display_and_count",
+    "test_hundred_concurrent_executes_get_exactly_their_own_outputs",
+    "test_input_answered_by_a_callback",
+    "test_input_without_a_callback_is_a_clear_error",
+    "test_requests_after_an_error_are_aborted_not_hung",
+    "test_stream_merging_with_carriage_return_and_backspace",
+    "test_timeout_interrupts_and_leaves_the_kernel_usable",
+    "test_update_display_reaches_every_output_showing_it",
+]
+
+
+@pytest.fixture(scope="module")
+async def kernel(
+    anyio_backend: str, jupyter_server: RunningServer
+) -> AsyncIterator[sidecar.Kernel]:
+    """One kernel on the server, shared by the tests of this module, per backend."""
+    async with sidecar.connect_server(jupyter_server.url, token=jupyter_server.token) as k:
+        yield k
+
+
+def _transport(kernel: sidecar.Kernel) -> WebsocketTransport:
+    transport = kernel._channels.transport
+    assert isinstance(transport, WebsocketTransport)
+    return transport
+
+
+async def _kernels_on(server: RunningServer) -> set[str]:
+    async with KernelServer(server.url, token=server.token) as api:
+        return {k["id"] for k in await api.request("GET", "api/kernels")}
+
+
+async def test_a_kernel_we_start_is_shut_down_on_exit(jupyter_server: RunningServer) -> None:
+    async with sidecar.connect_server(jupyter_server.url, token=jupyter_server.token) as kernel:
+        assert kernel.kernel_id in await _kernels_on(jupyter_server)
+        assert kernel.process is None
+        assert kernel.info is not None
+        assert _transport(kernel).framing == "v1"
+    assert kernel.kernel_id not in await _kernels_on(jupyter_server)
+
+
+async def test_a_kernel_we_attach_to_is_left_running(
+    jupyter_server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JUPYTER_TOKEN", jupyter_server.token)  # the token from the environment
+    async with KernelServer(jupyter_server.url, token=jupyter_server.token) as api:
+        kernel_id = await api.start_kernel("python3")
+        try:
+            async with sidecar.connect_server(jupyter_server.url, kernel_id=kernel_id) as kernel:
+                await kernel.execute("left_here = 42")
+            assert kernel_id in await _kernels_on(jupyter_server)
+            async with sidecar.connect_server(jupyter_server.url, kernel_id=kernel_id) as kernel:
+                out = await run(kernel, "print(left_here)")
+            assert out.text() == "42\n"
+        finally:
+            await api.kernel(kernel_id).shutdown()
+
+
+async def test_a_wrong_token_is_refused_at_once(jupyter_server: RunningServer) -> None:
+    started = anyio.current_time()
+    with pytest.raises(sidecar.TokenRejected, match="refused our token") as caught:
+        async with sidecar.connect_server(jupyter_server.url, token="wrong"):
+            pass
+    assert anyio.current_time() - started < 2
+    assert caught.value.status == 403
+    assert isinstance(caught.value, sidecar.AuthenticationError)
+
+
+async def test_what_the_server_does_not_have(jupyter_server: RunningServer) -> None:
+    url, token = jupyter_server.url, jupyter_server.token
+    with pytest.raises(sidecar.NoSuchKernel, match="no-such-kernel"):
+        async with sidecar.connect_server(url, token=token, kernel_name="no-such-kernel"):
+            pass
+    with pytest.raises(sidecar.JupyterServerError) as caught:
+        async with sidecar.connect_server(url, token=token, kernel_id="no-such-id"):
+            pass
+    assert caught.value.status == 404
+    with pytest.raises(sidecar.JupyterServerError, match="no answer"):
+        async with sidecar.connect_server("http://127.0.0.1:9", token=token):
+            pass
+
+
+async def test_interrupt_goes_through_the_server(kernel: sidecar.Kernel) -> None:
+    replies: list[Any] = []
+
+    async def sleep() -> None:
+        replies.append(await kernel.execute("import time; time.sleep(30)"))
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(sleep)
+            while kernel.execution_state != "busy":
+                await anyio.sleep(0.02)
+            # A SIGINT between busy and the code itself is taken by the
+            # kernel's own machinery, not by time.sleep.
+            await anyio.sleep(0.3)
+            await kernel.interrupt()
+    (reply,) = replies
+    assert isinstance(reply, ErrorReply)
+    assert reply.ename == "KeyboardInterrupt"
+
+
+async def test_restart_goes_through_the_server(kernel: sidecar.Kernel) -> None:
+    await kernel.execute("before_restart = 1")
+    session = kernel.kernel_session
+    failed: list[BaseException] = []
+
+    async def waiting() -> None:
+        try:
+            await kernel.execute("import time; time.sleep(30)")
+        except sidecar.KernelRestarted as e:
+            failed.append(e)
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiting)
+            await anyio.sleep(0.3)
+            await kernel.restart()
+    assert len(failed) == 1
+    assert kernel.state == "ready"
+    assert kernel.kernel_session != session
+    reply = await kernel.execute("before_restart")
+    assert isinstance(reply, ErrorReply)
+    assert reply.ename == "NameError"
+
+
+async def test_a_kernel_killed_under_the_server_fails_requests_then_comes_back(
+    jupyter_server: RunningServer,
+) -> None:
+    async with sidecar.connect_server(jupyter_server.url, token=jupyter_server.token) as kernel:
+        pid = int((await run(kernel, "import os; print(os.getpid())")).text())
+        failures: list[BaseException] = []
+
+        async def wait(i: int) -> None:
+            try:
+                await kernel.execute(f"import time; time.sleep(60)  # {i}")
+            except sidecar.KernelError as e:
+                failures.append(e)
+
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                for i in range(5):
+                    tg.start_soon(wait, i)
+                await anyio.sleep(0.3)
+                os.kill(pid, signal.SIGKILL)
+        # The server restarts it and says so (status: restarting): not a hang.
+        assert len(failures) == 5
+        assert all(isinstance(e, sidecar.KernelRestarted | sidecar.KernelDied) for e in failures)
+        with anyio.fail_after(30):
+            while True:
+                try:
+                    out = await run(kernel, "print('back')")
+                    break
+                except sidecar.KernelError:
+                    await anyio.sleep(0.2)
+        assert out.text() == "back\n"
+        assert kernel.state == "ready"
+
+
+async def test_a_dropped_websocket_reconnects_and_loses_no_output(kernel: sidecar.Kernel) -> None:
+    transport = _transport(kernel)
+    before = transport.reconnects
+    outputs = sidecar.Outputs()
+    code = "import time\nfor i in range(40):\n    print(i, flush=True)\n    time.sleep(0.025)"
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: kernel.execute(code, handlers=[outputs]))
+            while "5\n" not in outputs.text():
+                await anyio.sleep(0.01)
+            transport.drop_connection()
+    assert transport.reconnects == before + 1
+    assert outputs.text() == "".join(f"{i}\n" for i in range(40))
+    assert (await run(kernel, "print('after')")).text() == "after\n"
+
+
+async def test_the_legacy_json_framing(jupyter_server: RunningServer) -> None:
+    async with sidecar.connect_server(
+        jupyter_server.url, token=jupyter_server.token, framing="json"
+    ) as kernel:
+        assert _transport(kernel).framing == "json"
+        out = await run(kernel, "from IPython.display import display\ndisplay('shown')\nprint('x')")
+        assert [o["output_type"] for o in out.outputs] == ["display_data", "stream"]
+        reply = await kernel.execute("print(input('? '))", stdin=_answer)
+        assert isinstance(reply, ExecuteReply)
+        await _buffers_both_ways(kernel)
+
+
+async def test_buffers_both_ways_on_v1(kernel: sidecar.Kernel) -> None:
+    await _buffers_both_ways(kernel)
+
+
+async def _buffers_both_ways(kernel: sidecar.Kernel) -> None:
+    """A comm echoes binary buffers back, reversed."""
+    await kernel.execute(
+        "def _buffers_target(comm, open_msg):\n"
+        "    @comm.on_msg\n"
+        "    def _(msg):\n"
+        "        comm.send({'n': len(msg['buffers'])},\n"
+        "                  buffers=[bytes(b)[::-1] for b in msg['buffers']])\n"
+        "get_ipython().kernel.comm_manager.register_target('buffers', _buffers_target)"
+    )
+    got: list[sidecar.wire.Message] = []
+    echoed = anyio.Event()
+
+    def on_msg(message: sidecar.wire.Message) -> None:
+        got.append(message)
+        echoed.set()
+
+    comm = await kernel.comms.open("buffers", {}, on_msg=on_msg)
+    await comm.send({}, buffers=[b"abc", b"\x00\x01\xff", b""])
+    with anyio.fail_after(10):
+        await echoed.wait()
+    assert got[0].content.data == {"n": 3}
+    assert [bytes(b) for b in got[0].buffers] == [b"cba", b"\xff\x01\x00", b""]
+    await comm.close()
+
+
+async def _answer(prompt: str, password: bool) -> str:
+    return "typed"
+
+
+async def test_a_notebook_run_equals_a_local_run(jupyter_server: RunningServer) -> None:
+    local = sidecar.read_notebook(ROOT / "examples" / "tour.ipynb")
+    remote = sidecar.read_notebook(ROOT / "examples" / "tour.ipynb")
+    async with sidecar.connect_server(jupyter_server.url, token=jupyter_server.token) as kernel:
+        await sidecar.run_notebook(remote, kernel, record_timing=False)
+    async with sidecar.launch("python3") as local_kernel:
+        await sidecar.run_notebook(local, local_kernel, record_timing=False)
+    assert sidecar.write_notebook(remote) == sidecar.write_notebook(local)
