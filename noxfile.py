@@ -30,7 +30,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package."""
-    session.install("-e", ".", "mypy", "types-PyYAML", "types-tqdm")
+    session.install("-e", ".", "mypy", "types-PyYAML", "types-tqdm", "pyflakes", "types-pyflakes")
     session.run("mypy", "--strict", "sidecar")
 
 
