@@ -173,7 +173,7 @@ def run_server(config: Role, proto: Protocol) -> None:
 
     # Count the writes of the document, and time them (in the writer's thread).
     writes = {"count": 0, "seconds": 0.0}
-    save = _shared.save_notebook
+    save = _shared.save_notebook  # type: ignore[attr-defined]
 
     def counted_save(nb: Any, path: Any) -> None:
         started = time.perf_counter()
@@ -181,7 +181,7 @@ def run_server(config: Role, proto: Protocol) -> None:
         writes["count"] += 1
         writes["seconds"] += time.perf_counter() - started
 
-    _shared.save_notebook = counted_save  # type: ignore[assignment]
+    _shared.save_notebook = counted_save  # type: ignore[attr-defined]
     slug = "".join(c if c.isalnum() else "-" for c in config.impl)
     path = Path(config.scratch) / f"{slug}.ipynb"
 
@@ -277,7 +277,7 @@ class Frontends:
             self.client.send("kernel_info_request", {})
             asked = time.monotonic()
             while (left := 0.2 - (time.monotonic() - asked)) > 0:
-                for sock, _ in self.poller.poll(left * 1000):
+                for sock, _ in self.poller.poll(int(left * 1000) + 1):
                     recv_frames(sock)
                     if sock is not self.client.shell:
                         live.add(sock)
@@ -306,7 +306,7 @@ class Frontends:
         sent = clock()
         mid = self.client.send("execute_request", _execute_content(code)).encode()
         while left or not replied:
-            ready = self.poller.poll(TIMEOUT * 1000)
+            ready = self.poller.poll(int(TIMEOUT * 1000))
             if not ready:
                 raise TimeoutError(f"no idle on {left} SUBs within {TIMEOUT} s")
             for sock, _ in ready:
@@ -536,10 +536,9 @@ class Bench:
         try:
             self._ask(self.frontend, {"op": "open", "info": info, **front}, START_TIMEOUT)
             pids = [self.kernel.pid] + ([pid] if pid is not None else [])
-            mark = server is not None
-            before = self._ask(server, {"op": "mark"}) if mark else None
+            before = None if server is None else self._ask(server, {"op": "mark"})
             answer = self._ask(self.frontend, {**timed, "pids": pids})
-            after = self._ask(server, {"op": "mark"}) if mark else None
+            after = None if server is None else self._ask(server, {"op": "mark"})
             self._ask(self.frontend, {"op": "close"})
         finally:
             if case == KERNEL_PROXY:
@@ -708,10 +707,10 @@ class RoundTrip:
         n = reps[0]["executes"]
 
         def per_execute(key: str) -> float | None:
-            values = [r[key] for r in reps]
+            values: list[float] = [r[key] for r in reps]
             if None in values:
                 return None
-            return statistics.median(v / n for v in values) * 1e6
+            return float(statistics.median(v / n for v in values)) * 1e6
 
         writes = sum(r["writes"] for r in reps)
         return RoundTrip(
@@ -887,7 +886,7 @@ def _fan_figures(answers: list[dict[str, Any]], displays: int) -> dict[str, Any]
     lost = [sum(expected - c for c in a["counts"]) for a in answers]
 
     def per_message(key: str, frontends: bool) -> float | None:
-        values = [a[key] for a in answers]
+        values: list[float] = [a[key] for a in answers]
         if None in values:
             return None
         return (
