@@ -24,16 +24,58 @@ REPO = Path(__file__).resolve().parent.parent
 
 KERNEL_SIDECAR = "kernel-sidecar 1.0"
 KERNEL_SIDECAR_REQUIREMENT = "kernel-sidecar==1.*"
+KERNEL_PROXY = "jupyter-kernel-proxy 1.0"
+KERNEL_PROXY_REQUIREMENT = "jupyter-kernel-proxy==1.*"
 INSTALL_TIMEOUT = 300.0
 START_TIMEOUT = 60.0
 
 
-# -- kernel-sidecar, in a virtualenv of its own -------------------------------------
+# -- peers, each in a virtualenv of its own ------------------------------------------
 
 
 def _cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "sidecar-bench"
+
+
+def _peer_python(venv_name: str, requirement: str, probe: str) -> tuple[str | None, str]:
+    """The interpreter of ``~/.cache/sidecar-bench/<venv_name>`` with ``requirement``
+    installed (made on first use); or None and why not.
+
+    ``probe`` is Python code run by that interpreter that imports the package
+    and prints its version, which is the second item on success.
+    """
+    venv = _cache_dir() / venv_name
+    python = venv / "bin" / "python"
+    marker = venv / ".installed"
+    if not marker.exists():
+        shutil.rmtree(venv, ignore_errors=True)
+        venv.parent.mkdir(parents=True, exist_ok=True)
+        steps = [
+            [sys.executable, "-m", "venv", str(venv)],
+            [str(python), "-m", "pip", "install", "-q", requirement],
+        ]
+        for step in steps:
+            try:
+                done = subprocess.run(
+                    step, capture_output=True, text=True, timeout=INSTALL_TIMEOUT, check=False
+                )
+            except (OSError, subprocess.TimeoutExpired) as e:
+                return None, f"cannot install {requirement}: {e}"
+            if done.returncode != 0:
+                tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["?"]
+                return None, f"cannot install {requirement}: {tail[0]}"
+        marker.touch()
+    try:
+        done = subprocess.run(
+            [str(python), "-c", probe], capture_output=True, text=True, timeout=60, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return None, f"{requirement} does not import: {e}"
+    if done.returncode != 0:
+        tail = done.stderr.strip().splitlines()[-1:] or ["?"]
+        return None, f"{requirement} does not import: {tail[0]}"
+    return str(python), done.stdout.strip()
 
 
 def kernel_sidecar_python() -> tuple[str | None, str]:
@@ -48,40 +90,28 @@ def kernel_sidecar_python() -> tuple[str | None, str]:
     """
     if os.environ.get("SIDECAR_BENCH_NO_KERNEL_SIDECAR"):
         return None, "skipped (SIDECAR_BENCH_NO_KERNEL_SIDECAR is set)"
-    venv = _cache_dir() / "kernel-sidecar-venv"
-    python = venv / "bin" / "python"
-    marker = venv / ".installed"
-    probe = [
-        str(python),
-        "-c",
+    return _peer_python(
+        "kernel-sidecar-venv",
+        KERNEL_SIDECAR_REQUIREMENT,
         "import kernel_sidecar.client, importlib.metadata as m; print(m.version('kernel-sidecar'))",
-    ]
-    if not marker.exists():
-        shutil.rmtree(venv, ignore_errors=True)
-        venv.parent.mkdir(parents=True, exist_ok=True)
-        steps = [
-            [sys.executable, "-m", "venv", str(venv)],
-            [str(python), "-m", "pip", "install", "-q", KERNEL_SIDECAR_REQUIREMENT],
-        ]
-        for step in steps:
-            try:
-                done = subprocess.run(
-                    step, capture_output=True, text=True, timeout=INSTALL_TIMEOUT, check=False
-                )
-            except (OSError, subprocess.TimeoutExpired) as e:
-                return None, f"cannot install {KERNEL_SIDECAR_REQUIREMENT}: {e}"
-            if done.returncode != 0:
-                tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["?"]
-                return None, f"cannot install {KERNEL_SIDECAR_REQUIREMENT}: {tail[0]}"
-        marker.touch()
-    try:
-        done = subprocess.run(probe, capture_output=True, text=True, timeout=60, check=False)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return None, f"kernel-sidecar does not import: {e}"
-    if done.returncode != 0:
-        tail = done.stderr.strip().splitlines()[-1:] or ["?"]
-        return None, f"kernel-sidecar does not import: {tail[0]}"
-    return str(python), done.stdout.strip()
+    )
+
+
+def kernel_proxy_python() -> tuple[str | None, str]:
+    """The interpreter of a virtualenv with jupyter-kernel-proxy 1.x; or None and why not.
+
+    As :func:`kernel_sidecar_python`, in ``~/.cache/sidecar-bench/kernel-proxy-venv``
+    (it brings tornado and six, which sidecar does not use);
+    ``SIDECAR_BENCH_NO_KERNEL_PROXY=1`` skips it.
+    """
+    if os.environ.get("SIDECAR_BENCH_NO_KERNEL_PROXY"):
+        return None, "skipped (SIDECAR_BENCH_NO_KERNEL_PROXY is set)"
+    return _peer_python(
+        "kernel-proxy-venv",
+        KERNEL_PROXY_REQUIREMENT,
+        "import jupyter_kernel_proxy, importlib.metadata as m; "
+        "print(m.version('jupyter-kernel-proxy'))",
+    )
 
 
 # -- kernels and flood kernels, started by hand ---------------------------------------
