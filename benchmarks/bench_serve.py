@@ -54,7 +54,7 @@ How it is run, and why
     10 ms ticks are too coarse for a turn), taken when the parent says the
     timed executes start and end, and it can check the document (every
     execute a cell, every output there) and count the notebook writes, by
-    wrapping ``save_notebook``; nothing of sidecar is changed.  The proxy is
+    wrapping ``SharedKernel._save``; nothing of sidecar is changed.  The proxy is
     a process of its own (its venv), started for its turn and stopped after;
     its CPU comes from ``/proc``.
 
@@ -171,17 +171,18 @@ def run_server(config: Role, proto: Protocol) -> None:
     from sidecar.notebook._model import StreamOutput, read_notebook
     from sidecar.server import _shared
 
-    # Count the writes of the document, and time them (in the writer's thread).
+    # Count the writes of the document, and time them (made on the loop, written
+    # in a thread).
     writes = {"count": 0, "seconds": 0.0}
-    save = _shared.save_notebook  # type: ignore[attr-defined]
+    save = _shared.SharedKernel._save
 
-    def counted_save(nb: Any, path: Any) -> None:
+    async def counted_save(self: Any, path: Any) -> None:
         started = time.perf_counter()
-        save(nb, path)
+        await save(self, path)
         writes["count"] += 1
         writes["seconds"] += time.perf_counter() - started
 
-    _shared.save_notebook = counted_save  # type: ignore[attr-defined]
+    _shared.SharedKernel._save = counted_save  # type: ignore[method-assign]
     slug = "".join(c if c.isalnum() else "-" for c in config.impl)
     path = Path(config.scratch) / f"{slug}.ipynb"
 

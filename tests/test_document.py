@@ -326,3 +326,40 @@ async def test_an_execute_rebuilds_only_what_it_changed(
     assert isinstance(first, sidecar.CodeCell)
     assert first.outputs[0].data == {"text/plain": "2000"}  # type: ignore[union-attr]
     assert last.execution_count == 2000
+
+
+async def test_ipynb_is_write_notebook_and_redoes_only_what_changed(
+    kernel: sidecar.Kernel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file content a server writes after every execute: what write_notebook
+    gives, at the cost of the cells that changed (display updates reach back)."""
+    from sidecar.notebook import _document
+
+    made: list[str] = []
+    real = _document.cell_text
+
+    def counted(cell: sidecar.Cell) -> str:
+        made.append(cell.source)
+        return real(cell)
+
+    monkeypatch.setattr(_document, "cell_text", counted)
+    document = sidecar.NotebookDocument(kernel)
+    for i in range(50):
+        document.notebook.cells.append(sidecar.new_markdown_cell(f"note {i}"))
+    assert document.ipynb() == sidecar.write_notebook(document.notebook)
+    assert len(made) == 50
+    for code in DISPLAY_IDS:
+        made.clear()
+        await document.execute(document.add_code_cell(code))
+        assert document.ipynb() == sidecar.write_notebook(document.notebook), code
+        # The new cell, and the earlier cells showing a display it updated.
+        assert code in made
+        assert len(made) <= 4, made
+    made.clear()
+    assert document.ipynb() == sidecar.write_notebook(document.notebook)
+    assert made == []
+    # Running the first cell again changes it (and what showed its display).
+    await document.execute(50)
+    assert document.ipynb() == sidecar.write_notebook(document.notebook)
+    assert DISPLAY_IDS[0] in made
+    nbformat.validate(json.loads(document.ipynb()))

@@ -53,8 +53,11 @@ from ._model import (
     Notebook,
     Output,
     StreamOutput,
+    assemble_notebook,
+    cell_text,
     new_code_cell,
     new_notebook,
+    normalize_ids,
     upgrade_notebook,
 )
 
@@ -65,6 +68,13 @@ if TYPE_CHECKING:
 __all__ = ["NotebookDocument"]
 
 _TIMED_STATES: Final = frozenset({"busy", "idle"})
+_DISPLAYS: Final = frozenset({"display_data", "update_display_data"})
+
+
+def _display_id(message: Message) -> str | None:
+    transient = getattr(message.content, "transient", None)
+    display_id = transient.get("display_id") if isinstance(transient, dict) else None
+    return display_id if isinstance(display_id, str) else None
 
 
 def _timestamp(message: Message) -> str:
@@ -101,7 +111,7 @@ def _output_struct(output: dict[str, Any]) -> Output:
 class _CellRecord:
     """The recorder of one execute of one cell: a handler for its messages."""
 
-    __slots__ = ("cell", "closed", "document", "outputs", "timing")
+    __slots__ = ("cell", "closed", "document", "outputs", "revision", "timing")
 
     def __init__(self, document: NotebookDocument, cell: CodeCell) -> None:
         self.document = document
@@ -109,6 +119,8 @@ class _CellRecord:
         self.outputs = Outputs(document._displays)
         self.timing: dict[str, str] | None = {} if document.record_timing else None
         self.closed = False
+        # Moves with every change to the cell, for the cache of its file text.
+        self.revision = 0
 
     def __call__(self, message: Message) -> None:
         if self.closed:
@@ -129,10 +141,15 @@ class _CellRecord:
                 started = message.metadata.get("started")
                 if isinstance(started, str):
                     timing["shell.execute_reply.started"] = started
+        self.revision += 1  # timings too are part of the cell
         method = getattr(self.outputs, f"on_{kind}", None)
         if method is not None:
             method(message)
             self.document._touch(self)
+            if kind in _DISPLAYS:
+                display_id = _display_id(message)
+                if display_id is not None:
+                    self.document._displayed(display_id, self, kind == "display_data")
 
     def materialize(self) -> None:
         """Put the live outputs and execution count into the cell."""
@@ -180,6 +197,11 @@ class NotebookDocument:
         # cell, so the id is not reused while it is a key.
         self._records: dict[int, _CellRecord] = {}
         self._dirty: set[_CellRecord] = set()
+        # display_id -> the records whose outputs showed it: a display update
+        # changes their cells in place, so their file text must be redone.
+        self._display_owners: dict[str, set[_CellRecord]] = {}
+        # id(cell) -> (what the text was made from, the cell's file text).
+        self._texts: dict[int, tuple[tuple[object, ...], str]] = {}
         if kernel.info is not None:
             language_info = msgspec.to_builtins(kernel.info.language_info)
             self._notebook.metadata["language_info"] = language_info
@@ -222,6 +244,49 @@ class NotebookDocument:
 
     def _touch(self, record: _CellRecord) -> None:
         self._dirty.add(record)
+
+    def _displayed(self, display_id: str, record: _CellRecord, shown: bool) -> None:
+        owners = self._display_owners.setdefault(display_id, set())
+        if shown:
+            owners.add(record)
+        for owner in owners:
+            owner.revision += 1
+
+    def ipynb(self) -> bytes:
+        """:attr:`notebook` as ``.ipynb`` file content, byte for byte what
+        :func:`~sidecar.write_notebook` gives.
+
+        Costs what changed since the last call, not the notebook's length:
+        each cell's text is kept and made again only once an execute changed
+        the cell (its outputs, or a display it shows), or its source,
+        execution count, id or metadata object is another.  A cell changed
+        in place some other way (its metadata dict edited, say) is not
+        seen: use :func:`~sidecar.write_notebook` after such edits.
+
+        Raises:
+            NotebookError: as :func:`~sidecar.write_notebook`.
+        """
+        notebook = self.notebook
+        normalize_ids(notebook)
+        old = self._texts
+        texts: dict[int, tuple[tuple[object, ...], str]] = {}
+        pieces = []
+        for cell in notebook.cells:
+            record = self._records.get(id(cell))
+            key = (
+                None if record is None else record.revision,
+                cell.source,
+                cell.id,
+                id(cell.metadata),
+                getattr(cell, "execution_count", None),
+                id(getattr(cell, "outputs", None)),
+            )
+            kept = old.get(id(cell))
+            text = kept[1] if kept is not None and kept[0] == key else cell_text(cell)
+            texts[id(cell)] = (key, text)
+            pieces.append(text)
+        self._texts = texts
+        return assemble_notebook(notebook, pieces)
 
     def _start(self, cell: CodeCell | int) -> _CellRecord:
         cell = self._code_cell(cell)

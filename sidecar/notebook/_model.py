@@ -62,7 +62,7 @@ import re
 import secrets
 import stat
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any, Final, Literal, TypeAlias
@@ -84,15 +84,19 @@ __all__ = [
     "Output",
     "RawCell",
     "StreamOutput",
+    "assemble_notebook",
+    "cell_text",
     "new_code_cell",
     "new_markdown_cell",
     "new_notebook",
     "new_raw_cell",
+    "normalize_ids",
     "outputs_from_dicts",
     "outputs_to_dicts",
     "read_notebook",
     "save_notebook",
     "upgrade_notebook",
+    "write_file_atomically",
     "write_notebook",
 ]
 
@@ -461,7 +465,7 @@ def _random_cell_id() -> str:
     return uuid.uuid4().hex[:8]
 
 
-def _normalize_ids(nb: Notebook) -> None:
+def normalize_ids(nb: Notebook) -> None:
     """Give a 4.5+ notebook's cells missing or repeated ids new ones, as nbformat does.
 
     Two passes in nbformat's order (missing first, then repeats), so that the
@@ -523,7 +527,7 @@ def _notebook_from_dict(raw: object) -> Notebook:
     if isinstance(cells, list):
         obj["cells"] = [_cell_from_dict(cell, _at("cells", i)) for i, cell in enumerate(cells)]
     nb: Notebook = _convert(_partition(obj, Notebook, ""), Notebook, "")
-    _normalize_ids(nb)
+    normalize_ids(nb)
     return nb
 
 
@@ -621,15 +625,18 @@ def write_notebook(nb: Notebook) -> bytes:
             encoded as UTF-8 (a lone surrogate).
         TypeError: a value (in metadata, say) is not JSON serializable.
     """
+    _check_writable(nb)
+    normalize_ids(nb)
+    return assemble_notebook(nb, [cell_text(cell) for cell in nb.cells])
+
+
+def _check_writable(nb: Notebook) -> None:
     if nb.nbformat != 4:
         raise NotebookError(f"cannot write nbformat {nb.nbformat} (only nbformat 4)")
-    _normalize_ids(nb)
-    obj = _struct_to_dict(nb)
-    obj["metadata"] = {
-        k: v for k, v in nb.metadata.items() if k not in _TRANSIENT_NOTEBOOK_METADATA
-    }
-    obj["cells"] = [_cell_to_file_dict(cell) for cell in nb.cells]
-    text = json.dumps(
+
+
+def _dumps(obj: object) -> str:
+    return json.dumps(
         obj,
         indent=1,
         sort_keys=True,
@@ -637,6 +644,36 @@ def write_notebook(nb: Notebook) -> bytes:
         ensure_ascii=False,
         default=_json_default,
     )
+
+
+def cell_text(cell: Cell) -> str:
+    """``cell`` as it appears in the file: its JSON, indented to sit in ``cells``.
+
+    Nested two levels deep, every line of the cell's own dump gains two
+    spaces (a JSON string never holds a raw newline, so only lines move).
+    """
+    return _dumps(_cell_to_file_dict(cell)).replace("\n", "\n  ")
+
+
+def assemble_notebook(nb: Notebook, cell_texts: Sequence[str]) -> bytes:
+    """The file content of ``nb`` with its cells given as :func:`cell_text` made them.
+
+    What ``json.dumps(indent=1, sort_keys=True)`` of the whole notebook
+    gives, byte for byte: the rest of the notebook is dumped with an empty
+    ``cells``, and the cells go in its place, so that a caller that keeps
+    each cell's text pays only for the cells that changed.
+    """
+    _check_writable(nb)
+    obj = _struct_to_dict(nb)
+    obj["metadata"] = {
+        k: v for k, v in nb.metadata.items() if k not in _TRANSIENT_NOTEBOOK_METADATA
+    }
+    obj["cells"] = []
+    text = _dumps(obj)
+    if cell_texts:
+        # The top level's keys are the only lines indented by one space.
+        cells = "[\n  " + ",\n  ".join(cell_texts) + "\n ]"
+        text = text.replace('\n "cells": []', '\n "cells": ' + cells, 1)
     try:
         return (text + "\n").encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -655,7 +692,13 @@ def save_notebook(nb: Notebook, path: str | os.PathLike[str]) -> None:
         NotebookError: as :func:`write_notebook`.
         OSError: the file could not be written.
     """
-    content = write_notebook(nb)
+    write_file_atomically(write_notebook(nb), path)
+
+
+def write_file_atomically(content: bytes, path: str | os.PathLike[str]) -> None:
+    """Write ``content`` to ``path`` as :func:`save_notebook` does: a temporary
+    file beside it, synced, then :func:`os.replace`; permissions kept,
+    symlinks written through."""
     target = os.path.realpath(os.fspath(path))
     directory, name = os.path.split(target)
     temporary = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.tmp")

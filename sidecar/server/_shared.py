@@ -54,7 +54,7 @@ from .._exceptions import KernelError
 from .._task_groups import open_task_group
 from ..client._kernel import Kernel
 from ..notebook._document import NotebookDocument
-from ..notebook._model import CodeCell, read_notebook, save_notebook
+from ..notebook._model import CodeCell, NotebookError, read_notebook, write_file_atomically
 from ..transport import Channel, ZmqServer, open_zmq_server
 from ..wire import (
     ConnectionInfo,
@@ -472,9 +472,16 @@ class SharedKernel:
             await self._save(path)
 
     async def _save(self, path: Path) -> None:
-        notebook = self.document.notebook
+        # The content is made here, on the loop that changes the document (a
+        # thread would read it half-changed), and costs only the cells that
+        # changed; the thread only writes it.
         try:
-            await anyio.to_thread.run_sync(save_notebook, notebook, path)
+            content = self.document.ipynb()
+        except (NotebookError, TypeError) as e:
+            log.error("cannot write %s: %s", path, e)
+            return
+        try:
+            await anyio.to_thread.run_sync(write_file_atomically, content, path)
         except OSError as e:
             log.error("cannot write %s: %s", path, e)
 
