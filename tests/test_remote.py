@@ -223,6 +223,32 @@ async def test_a_dropped_websocket_reconnects_and_loses_no_output(kernel: sideca
     assert (await run(kernel, "print('after')")).text() == "after\n"
 
 
+async def test_a_healthy_websocket_is_never_reported_missing_a_ping(
+    jupyter_server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every pong answered is reported answered (on trio the wait for the next
+    ping once ended with the timeout around it, and every pong was a miss)."""
+    from sidecar.kernel._channels import Channels
+
+    reports: list[bool] = []
+    real = Channels.on_heartbeat
+
+    def spy(self: Channels, answered: bool, waited: float) -> None:
+        reports.append(answered)
+        real(self, answered, waited)
+
+    async with sidecar.connect_server(
+        jupyter_server.url, token=jupyter_server.token, heartbeat_interval=0.2
+    ) as kernel:
+        monkeypatch.setattr(Channels, "on_heartbeat", spy)
+        await anyio.sleep(1.5)
+        monkeypatch.undo()
+        assert kernel.state == "ready"
+    assert reports.count(True) >= 4, reports
+    # One miss is room for a pong truly late on a loaded machine.
+    assert reports.count(False) <= 1, reports
+
+
 async def test_the_legacy_json_framing(jupyter_server: RunningServer) -> None:
     async with sidecar.connect_server(
         jupyter_server.url, token=jupyter_server.token, framing="json"

@@ -465,8 +465,11 @@ class WebsocketTransport:
             self._control(conn, Ping(payload=b"sidecar"))
             with anyio.move_on_after(interval):
                 await pong.wait()
+            if pong.is_set():
                 misses = 0
                 receiver.on_heartbeat(True, anyio.current_time() - started)
+                # Outside the scope above: a sleep ending with it would let the
+                # deadline win on trio and report the pong as a miss.
                 await anyio.sleep(max(0.0, interval - (anyio.current_time() - started)))
                 continue
             misses += 1
