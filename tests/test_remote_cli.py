@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from frontends import frontend, stdout_of
 from jupyter_servers import RunningServer
+from test_serve_cli import sidecar_serve
 
-pytestmark = pytest.mark.kernel
+pytestmark = [pytest.mark.kernel, pytest.mark.anyio]
 
 ROOT = Path(__file__).resolve().parent.parent
 TOUR = ROOT / "examples" / "tour.ipynb"
@@ -81,3 +83,20 @@ def test_server_usage_errors() -> None:
     done = sidecar_cli("run", str(TOUR), "--server", "http://127.0.0.1:9", "--cwd", ".")
     assert done.returncode == 2
     assert "--cwd is for local kernels" in done.stderr
+
+
+async def test_serve_shares_a_kernel_on_the_server(
+    jupyter_server: RunningServer, tmp_path: Path
+) -> None:
+    """``sidecar serve --server``: frontends on this machine, the kernel on the
+    server; the document kept here."""
+    shared, notebook = tmp_path / "shared.json", tmp_path / "shared.ipynb"
+    server = ("--server", jupyter_server.url, "--token", jupyter_server.token)
+    args = ("--connection-file", str(shared), "--notebook", str(notebook), *server)
+    with sidecar_serve(*args, ready=shared):
+        reply, out = await frontend(shared, lambda c: stdout_of(c, "import os; print(6 * 7)"))
+        assert reply["content"]["status"] == "ok"
+        assert out == "42\n"
+    cells = json.loads(notebook.read_text())["cells"]
+    assert ["".join(c["source"]) for c in cells] == ["import os; print(6 * 7)"]
+    assert "".join(cells[0]["outputs"][0]["text"]) == "42\n"

@@ -233,6 +233,7 @@ def test_bad_usage_is_one_line_and_status_2(tmp_path: Path) -> None:
         ["serve", "--notebook", str(tmp_path / "no" / "such" / "dir.ipynb")],
         ["kernelspec", "install", "x", "--connect", str(missing)],
         ["serve", "--kernel", "a", "--existing", str(missing)],
+        ["serve", "--server", "ftp://nowhere"],
     ):
         done = subprocess.run([*SIDECAR, *args], capture_output=True, text=True, timeout=60)
         assert done.returncode == 2, (args, done.stderr)

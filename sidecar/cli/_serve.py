@@ -1,8 +1,9 @@
 """``sidecar serve`` and ``sidecar kernelspec install``: one kernel for many frontends.
 
-``sidecar serve`` launches a kernel (``--kernel``) or attaches to a running
-one (``--existing``) and serves it to any number of Jupyter frontends through
-a connection file of its own, until interrupted (or until a frontend ends it,
+``sidecar serve`` launches a kernel (``--kernel``), starts one on a Jupyter
+Server (``--server``), or attaches to a running one (``--existing``), and
+serves it to any number of Jupyter frontends through a connection file of
+its own, until interrupted (or until a frontend ends it,
 with ``--on-shutdown exit`` or ``forward``).  A kernel it launched that dies
 is started again, as a Jupyter server's kernel manager does.
 
@@ -31,8 +32,9 @@ from jupyter_core.paths import jupyter_data_dir, jupyter_runtime_dir
 
 from ..client._kernel import Kernel
 from ..client._launch import connect, launch
+from ..client._remote import connect_server
 from ..server._shared import MessageHook, RequestHook, serve
-from ._options import OK, UsageError, seconds
+from ._options import OK, UsageError, add_server_options, check_server, seconds
 
 __all__ = ["add_kernelspec", "add_serve", "install_kernelspec", "prepare_serve"]
 
@@ -46,19 +48,26 @@ def add_serve(commands: Any) -> None:
     serve_parser = commands.add_parser(
         "serve",
         help="share one kernel with many Jupyter frontends",
-        description="Launch a kernel (or attach to a running one) and serve it to any number "
+        description="Launch a kernel (start one on a Jupyter Server, or attach to a running "
+        "one) and serve it to any number "
         "of Jupyter frontends (jupyter console --existing FILE, jupyter_client, nbclient...), "
         "keeping every execute in one document. Runs until interrupted. Exit status: 0 a "
         "frontend ended it, 1 the kernel failed, 2 bad usage, 130 interrupted, 143 terminated.",
     )
     which = serve_parser.add_mutually_exclusive_group()
-    which.add_argument("--kernel", metavar="NAME", help="kernelspec to launch (python3)")
+    which.add_argument(
+        "--kernel", metavar="NAME", help="kernelspec to launch, or to start on --server (python3)"
+    )
     which.add_argument(
         "--existing",
         type=Path,
         metavar="FILE",
         help="attach to a running kernel by its connection file instead",
     )
+    remote = serve_parser.add_argument_group(
+        "a kernel on a Jupyter Server (or Kernel Gateway, Enterprise Gateway)"
+    )
+    add_server_options(remote)
     serve_parser.add_argument(
         "--connection-file",
         type=Path,
@@ -184,6 +193,9 @@ def prepare_serve(args: argparse.Namespace) -> Callable[[], Awaitable[int]]:
     """Everything ``serve`` checks before any kernel starts; the command."""
     if args.existing is not None and not args.existing.is_file():
         raise UsageError(f"--existing {args.existing}: no such file")
+    check_server(args.server)
+    if args.server is not None and args.existing is not None:
+        raise UsageError("--existing is a local kernel's file: give --server or --existing")
     for option, path in (
         ("--connection-file", args.connection_file),
         ("--notebook", args.notebook),
@@ -229,6 +241,16 @@ async def _serve(
                 connect(args.existing, ready_timeout=args.start_timeout)
             )
             what = f"the kernel of {args.existing}"
+        elif args.server is not None:
+            kernel = await stack.enter_async_context(
+                connect_server(
+                    args.server,
+                    token=args.token,
+                    kernel_name=args.kernel,
+                    ready_timeout=args.start_timeout,
+                )
+            )
+            what = f"a new {args.kernel or 'default'} kernel on {args.server}"
         else:
             name = args.kernel or "python3"
             kernel = await stack.enter_async_context(
