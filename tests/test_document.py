@@ -362,4 +362,13 @@ async def test_ipynb_is_write_notebook_and_redoes_only_what_changed(
     await document.execute(50)
     assert document.ipynb() == sidecar.write_notebook(document.notebook)
     assert DISPLAY_IDS[0] in made
+    # Cleared outputs, and the same cell run again to the same count of messages.
+    document.clear_outputs(51)
+    assert document.ipynb() == sidecar.write_notebook(document.notebook)
+    await document.execute(51)
+    assert document.ipynb() == sidecar.write_notebook(document.notebook)
     nbformat.validate(json.loads(document.ipynb()))
+    # What re-executed cells showed no longer holds them.
+    owners = document._display_owners
+    live = {id(r) for r in document._records.values()}
+    assert all(id(r) in live for records in owners.values() for r in records)

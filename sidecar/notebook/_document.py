@@ -46,6 +46,7 @@ import msgspec
 from ..client._outputs import Outputs
 from ..wire import AbortedReply, ErrorReply, ExecuteReply, Message
 from ._model import (
+    Cell,
     CodeCell,
     DisplayDataOutput,
     ErrorOutput,
@@ -108,10 +109,57 @@ def _output_struct(output: dict[str, Any]) -> Output:
 
 
 @final
+class _IdentitySet:
+    """A set of cells by identity (cells are structs that compare by value)."""
+
+    __slots__ = ("_cells",)
+
+    def __init__(self) -> None:
+        self._cells: dict[int, Cell] = {}
+
+    def add(self, cell: Cell) -> None:
+        self._cells[id(cell)] = cell  # held, so the id is not reused
+
+    def __contains__(self, cell: Cell) -> bool:
+        return self._cells.get(id(cell)) is cell
+
+    def clear(self) -> None:
+        self._cells.clear()
+
+
+@final
+class _CellText:
+    """A cell's file text, and the very objects it was made from."""
+
+    __slots__ = ("cell", "execution_count", "id", "metadata", "outputs", "source", "text")
+
+    def __init__(self, cell: Cell, text: str) -> None:
+        self.cell = cell
+        self.source = cell.source
+        self.id = cell.id
+        self.metadata = cell.metadata
+        self.execution_count = getattr(cell, "execution_count", None)
+        self.outputs = getattr(cell, "outputs", None)
+        self.text = text
+
+    def still(self, cell: Cell) -> bool:
+        """Whether ``cell`` is still what the text was made from (as far as
+        replacing its fields goes; executes mark what they change in place)."""
+        return (
+            self.cell is cell
+            and self.source is cell.source
+            and self.id == cell.id
+            and self.metadata is cell.metadata
+            and self.execution_count == getattr(cell, "execution_count", None)
+            and self.outputs is getattr(cell, "outputs", None)
+        )
+
+
+@final
 class _CellRecord:
     """The recorder of one execute of one cell: a handler for its messages."""
 
-    __slots__ = ("cell", "closed", "document", "outputs", "revision", "timing")
+    __slots__ = ("cell", "closed", "displays", "document", "outputs", "timing")
 
     def __init__(self, document: NotebookDocument, cell: CodeCell) -> None:
         self.document = document
@@ -119,8 +167,8 @@ class _CellRecord:
         self.outputs = Outputs(document._displays)
         self.timing: dict[str, str] | None = {} if document.record_timing else None
         self.closed = False
-        # Moves with every change to the cell, for the cache of its file text.
-        self.revision = 0
+        self.displays: set[str] = set()
+        """The display ids this execute showed (see NotebookDocument._displayed)."""
 
     def __call__(self, message: Message) -> None:
         if self.closed:
@@ -141,7 +189,7 @@ class _CellRecord:
                 started = message.metadata.get("started")
                 if isinstance(started, str):
                     timing["shell.execute_reply.started"] = started
-        self.revision += 1  # timings too are part of the cell
+        self.document._stale.add(self.cell)  # timings too are part of the cell
         method = getattr(self.outputs, f"on_{kind}", None)
         if method is not None:
             method(message)
@@ -200,8 +248,11 @@ class NotebookDocument:
         # display_id -> the records whose outputs showed it: a display update
         # changes their cells in place, so their file text must be redone.
         self._display_owners: dict[str, set[_CellRecord]] = {}
-        # id(cell) -> (what the text was made from, the cell's file text).
-        self._texts: dict[int, tuple[tuple[object, ...], str]] = {}
+        # Cells changed since the last ipynb(): their file text must be redone.
+        self._stale: _IdentitySet = _IdentitySet()
+        # id(cell) -> what its file text was made from (the objects themselves,
+        # held so that their ids are not reused), and the text.
+        self._texts: dict[int, _CellText] = {}
         if kernel.info is not None:
             language_info = msgspec.to_builtins(kernel.info.language_info)
             self._notebook.metadata["language_info"] = language_info
@@ -249,17 +300,29 @@ class NotebookDocument:
         owners = self._display_owners.setdefault(display_id, set())
         if shown:
             owners.add(record)
+            record.displays.add(display_id)
         for owner in owners:
-            owner.revision += 1
+            self._stale.add(owner.cell)
+
+    def _forget_displays(self, record: _CellRecord) -> None:
+        """``record``'s outputs left the display map: it owns no display any more."""
+        for display_id in record.displays:
+            owners = self._display_owners.get(display_id)
+            if owners is not None:
+                owners.discard(record)
+                if not owners:
+                    del self._display_owners[display_id]
+        record.displays.clear()
 
     def ipynb(self) -> bytes:
         """:attr:`notebook` as ``.ipynb`` file content, byte for byte what
         :func:`~sidecar.write_notebook` gives.
 
         Costs what changed since the last call, not the notebook's length:
-        each cell's text is kept and made again only once an execute changed
-        the cell (its outputs, or a display it shows), or its source,
-        execution count, id or metadata object is another.  A cell changed
+        each cell's text is kept and made again only once an execute (or
+        :meth:`clear_outputs`) changed the cell, its outputs or a display it
+        shows, or once its source, execution count, id, outputs or metadata
+        object is another.  A cell changed
         in place some other way (its metadata dict edited, say) is not
         seen: use :func:`~sidecar.write_notebook` after such edits.
 
@@ -268,24 +331,17 @@ class NotebookDocument:
         """
         notebook = self.notebook
         normalize_ids(notebook)
-        old = self._texts
-        texts: dict[int, tuple[tuple[object, ...], str]] = {}
+        old, stale = self._texts, self._stale
+        texts: dict[int, _CellText] = {}
         pieces = []
         for cell in notebook.cells:
-            record = self._records.get(id(cell))
-            key = (
-                None if record is None else record.revision,
-                cell.source,
-                cell.id,
-                id(cell.metadata),
-                getattr(cell, "execution_count", None),
-                id(getattr(cell, "outputs", None)),
-            )
             kept = old.get(id(cell))
-            text = kept[1] if kept is not None and kept[0] == key else cell_text(cell)
-            texts[id(cell)] = (key, text)
-            pieces.append(text)
+            if kept is None or cell in stale or not kept.still(cell):
+                kept = _CellText(cell, cell_text(cell))
+            texts[id(cell)] = kept
+            pieces.append(kept.text)
         self._texts = texts
+        stale.clear()
         return assemble_notebook(notebook, pieces)
 
     def _start(self, cell: CodeCell | int) -> _CellRecord:
@@ -294,6 +350,7 @@ class NotebookDocument:
         if previous is not None:
             previous.closed = True
             previous.outputs.clear()  # its outputs leave the display map
+            self._forget_displays(previous)
             self._dirty.discard(previous)
         record = _CellRecord(self, cell)
         self._records[id(cell)] = record
@@ -389,6 +446,8 @@ class NotebookDocument:
         if record is not None:
             record.outputs.clear()
             record.outputs.execution_count = None
+            self._forget_displays(record)
             self._touch(record)
+        self._stale.add(cell)
         cell.outputs = []
         cell.execution_count = None
