@@ -249,6 +249,24 @@ async def test_a_healthy_websocket_is_never_reported_missing_a_ping(
     assert reports.count(False) <= 1, reports
 
 
+async def test_large_messages_are_not_taken_for_a_dead_websocket(
+    jupyter_server: RunningServer,
+) -> None:
+    """A message that takes longer to move than two pings is progress, not
+    silence: the websocket is not dropped (which would start it all over)."""
+    async with sidecar.connect_server(
+        jupyter_server.url, token=jupyter_server.token, heartbeat_interval=0.005
+    ) as kernel:
+        # Large both ways on shell (iopub is rate-limited by the server):
+        # the request's code, and the reply's user expression.
+        text = "a" * 3_000_000
+        reply = await kernel.execute(f"s = {text!r}", user_expressions={"s": "s"})
+        assert reply.status == "ok"
+        assert len(reply.user_expressions["s"]["data"]["text/plain"]) == 3_000_002
+        assert _transport(kernel).reconnects == 0
+        assert kernel.state == "ready"
+
+
 async def test_the_legacy_json_framing(jupyter_server: RunningServer) -> None:
     async with sidecar.connect_server(
         jupyter_server.url, token=jupyter_server.token, framing="json"

@@ -109,6 +109,11 @@ class _Connection:
         self.fragments: list[bytes | bytearray | str] = []
         self.pong = anyio.Event()
         self.closed = False
+        # When bytes last came in or went out, and whether a write is under
+        # way: a connection that moves a large message is alive, though its
+        # pong waits behind the message.
+        self.heard = anyio.current_time()
+        self.writing = False
         # A socket.socket on trio, asyncio's TransportSocket wrapper on asyncio.
         self._socket: Any = None
         if _TCP_QUICKACK is not None:
@@ -338,6 +343,7 @@ class WebsocketTransport:
                         data = None
                     else:
                         conn.ack_now()
+                        conn.heard = anyio.current_time()
                     try:
                         ws.receive_data(data)
                         for event in ws.events():
@@ -440,7 +446,12 @@ class WebsocketTransport:
                         else BytesMessage(data=payload)
                     )
                     data = conn.ws.send(event)
-            await conn.stream.send(data)
+            conn.writing = True
+            try:
+                await conn.stream.send(data)
+            finally:
+                conn.writing = False
+            conn.heard = anyio.current_time()
         except _BROKEN as e:
             if not conn.closed:
                 log.warning("writing to the websocket %s failed: %s", self.url, e)
@@ -465,7 +476,9 @@ class WebsocketTransport:
             self._control(conn, Ping(payload=b"sidecar"))
             with anyio.move_on_after(interval):
                 await pong.wait()
-            if pong.is_set():
+            if pong.is_set() or conn.writing or conn.heard > started:
+                # No pong yet but bytes moving: a large message is under way
+                # (the ping waits behind it, or the pong does).
                 misses = 0
                 receiver.on_heartbeat(True, anyio.current_time() - started)
                 # Outside the scope above: a sleep ending with it would let the
