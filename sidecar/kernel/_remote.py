@@ -16,12 +16,15 @@ from __future__ import annotations
 import os
 import ssl
 from collections.abc import Mapping
-from typing import Any, Final, final
+from typing import TYPE_CHECKING, Any, Final, final
 from urllib.parse import quote, urljoin, urlsplit
 
-import httpx
-
 from .._exceptions import JupyterServerError, NoSuchKernel, TokenRejected
+
+if TYPE_CHECKING:
+    # Imported when a server is first used: httpx costs a tenth of a second
+    # that `import sidecar` would otherwise pay for every local kernel.
+    import httpx
 
 __all__ = ["KernelServer", "RemoteKernel", "make_ssl_context"]
 
@@ -83,6 +86,8 @@ class KernelServer:
         self._client: httpx.AsyncClient | None = None
 
     async def __aenter__(self) -> KernelServer:
+        import httpx
+
         self._client = httpx.AsyncClient(
             headers=self.headers,
             verify=self.ssl_context or True,
@@ -113,6 +118,8 @@ class KernelServer:
             JupyterServerError: any other error status, or no answer.
         """
         assert self._client is not None, "use KernelServer in async with"
+        import httpx
+
         url = self.endpoint(path)
         try:
             response = await self._client.request(method, url, json=json, timeout=timeout)
