@@ -39,6 +39,7 @@ from .._exceptions import (
     ExecutionError,
     JupyterServerError,
     KernelError,
+    KernelStartError,
     MalformedMessage,
     WireError,
 )
@@ -787,11 +788,17 @@ class Kernel:
         """
         conn = self._channels
         process = self.process
+        deadline = anyio.current_time() + timeout
         if self._remote is not None:
             conn.handle(Event.RESTART_BEGUN, "the kernel is restarting (asked of its server)")
             try:
                 with anyio.fail_after(timeout):
                     await self._remote.restart()
+            except TimeoutError:
+                conn.handle(Event.RESTART_FAILED, "the server did not restart the kernel")
+                raise KernelStartError(
+                    f"the server did not restart the kernel within {timeout} s"
+                ) from None
             except BaseException:
                 conn.handle(Event.RESTART_FAILED, "the server did not restart the kernel")
                 raise
@@ -815,7 +822,8 @@ class Kernel:
             self.process = await start_process(spec, files, self._tg, self._start_options)
             self._watch(self.process)
         try:
-            await self._wait_ready(timeout, "restart")
+            # One timeout for the whole restart, not one per step.
+            await self._wait_ready(max(0.0, deadline - anyio.current_time()), "restart")
         except BaseException:
             conn.handle(Event.RESTART_FAILED, "the restarted kernel did not come up")
             raise
