@@ -179,6 +179,9 @@ class SharedKernel:
         send, receive = anyio.create_memory_object_stream[tuple[Channel, Message]](_OUTBOX)
         self._outbox_in, self._outbox = send, receive
         self._dirty = anyio.Event()
+        # One write of the file at a time: the final save must not be
+        # overtaken by an older one still in its thread.
+        self._saving = anyio.Lock()
         self._done = anyio.Event()
         self._listeners: list[MemoryObjectSendStream[str]] = []
         self.dropped_to_frontends = 0
@@ -475,15 +478,16 @@ class SharedKernel:
         # The content is made here, on the loop that changes the document (a
         # thread would read it half-changed), and costs only the cells that
         # changed; the thread only writes it.
-        try:
-            content = self.document.ipynb()
-        except (NotebookError, TypeError) as e:
-            log.error("cannot write %s: %s", path, e)
-            return
-        try:
-            await anyio.to_thread.run_sync(write_file_atomically, content, path)
-        except OSError as e:
-            log.error("cannot write %s: %s", path, e)
+        async with self._saving:
+            try:
+                content = self.document.ipynb()
+            except (NotebookError, TypeError) as e:
+                log.error("cannot write %s: %s", path, e)
+                return
+            try:
+                await anyio.to_thread.run_sync(write_file_atomically, content, path)
+            except OSError as e:
+                log.error("cannot write %s: %s", path, e)
 
     # -- the kernel's life, told to frontends --------------------------------------------------
 
