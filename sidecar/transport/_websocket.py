@@ -501,9 +501,8 @@ class WebsocketTransport:
         self._outbox.send_nowait((None, (channel, self._parts(message))))
 
     def _parts(self, message: Message) -> list[Frame]:
-        # The frames after the delimiter and the (empty) signature; no routing
-        # frames (a forwarded frontend message still carries its identity).
-        return self._session.serialize(message, ())[2:]
+        # The frames after the delimiter and the (empty) signature.
+        return self._session.serialize(message)[2:]
 
     async def wait_connected(self) -> None:
         while not self._connected.is_set():

@@ -259,12 +259,10 @@ class ZmqTransport:
     # -- the Transport protocol ----------------------------------------------------------
 
     async def send(self, channel: Channel, message: Message) -> None:
-        # No routing frames: a message a frontend sent us (forwarded) still
-        # carries its identity, which means nothing to the kernel.
-        await self._sockets[channel].send(self._session.serialize(message, ()))
+        await self._sockets[channel].send(self._session.serialize(message))
 
     def send_nowait(self, channel: Channel, message: Message) -> None:
-        self._sockets[channel].send_nowait(self._session.serialize(message, ()))
+        self._sockets[channel].send_nowait(self._session.serialize(message))
 
     async def wait_connected(self) -> None:
         for channel in _HANDSHAKEN:

@@ -397,12 +397,14 @@ class Session:
             buffers=buffers,
         )
 
-    def serialize(self, message: Message, identities: Iterable[bytes] | None = None) -> list[Frame]:
+    def serialize(self, message: Message, identities: Iterable[bytes] = ()) -> list[Frame]:
         """The signed frames of ``message``.
 
         Args:
-            identities: routing frames to put before the delimiter; defaults to
-                the message's own (empty for a message we built).
+            identities: routing frames to put before the delimiter (a ROUTER's
+                addressee).  None by default, whatever ``message.identities``
+                holds: a received message sent on (a frontend's request to
+                the kernel) must not carry where it came from.
         """
         header = _header_encode(message.header)
         parent = message.parent_header
@@ -410,8 +412,16 @@ class Session:
         metadata = message.raw_metadata()
         content = message.raw_content()
         signature = self.signer.sign((header, parent_frame, metadata, content))
-        ids = message.identities if identities is None else identities
-        return [*ids, DELIM, signature, header, parent_frame, metadata, content, *message.buffers]
+        return [
+            *identities,
+            DELIM,
+            signature,
+            header,
+            parent_frame,
+            metadata,
+            content,
+            *message.buffers,
+        ]
 
     def deserialize(self, frames: Sequence[Frame]) -> Message:
         """Verify ``frames`` and make them a :class:`Message`.

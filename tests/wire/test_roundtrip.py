@@ -52,7 +52,7 @@ def _expected_signature(key: bytes | str, scheme: str, frames: list[Any]) -> byt
 def test_roundtrip_any_message(message: Message, key: bytes | str, scheme: str) -> None:
     sender = Session(key, scheme)
     receiver = Session(key, scheme)
-    frames = sender.serialize(message)
+    frames = sender.serialize(message, message.identities)
 
     n_ids = len(message.identities)
     assert frames[:n_ids] == message.identities
@@ -75,7 +75,7 @@ def test_roundtrip_any_message(message: Message, key: bytes | str, scheme: str) 
 @given(message=messages(), key=keys, scheme=schemes)
 def test_roundtrip_from_memoryview_frames(message: Message, key: bytes | str, scheme: str) -> None:
     """Frames as zero-copy views (what pyzmq gives with copy=False) decode the same."""
-    frames = Session(key, scheme).serialize(message)
+    frames = Session(key, scheme).serialize(message, message.identities)
     views = [memoryview(bytes(f)) for f in frames]
     received = Session(key, scheme).deserialize(views)
     assert received == message
@@ -147,7 +147,7 @@ def test_every_scheme_signs_and_verifies(scheme: str, key: bytes | str) -> None:
 def test_empty_key_gives_an_empty_signature_frame(message: Message) -> None:
     session = Session(b"")
     assert not session.signer.enabled
-    frames = session.serialize(message)
+    frames = session.serialize(message, message.identities)
     at = frames.index(DELIM)
     assert frames[at + 1] == b""
     assert Session("").deserialize(frames) == message
@@ -166,6 +166,16 @@ def test_buffers_pass_through_without_copy() -> None:
     received = Session(b"key").deserialize(frames)
     assert received.buffers[0] is view
     assert received.buffers[1] is raw
+
+
+def test_a_received_message_is_sent_on_without_its_identities() -> None:
+    """What a ROUTER received names where it came from; sent on (a frontend's
+    request to the kernel), it must not: identities are given, never kept."""
+    session = Session(b"key")
+    frames = session.serialize(session.message("kernel_info_request", {}), [b"frontend"])
+    received = Session(b"key").deserialize(frames)
+    assert received.identities == [b"frontend"]
+    assert Session(b"key").serialize(received)[0] == DELIM
 
 
 def test_received_content_is_forwarded_byte_for_byte() -> None:

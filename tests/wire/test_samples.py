@@ -127,7 +127,7 @@ def test_all_samples_through_one_session() -> None:
 @ALL
 def test_reserialized_samples_are_accepted_by_jupyter_client(sample: dict[str, Any]) -> None:
     msg = _decode(sample)
-    frames = [bytes(f) for f in Session(KEY, SCHEME).serialize(msg)]
+    frames = [bytes(f) for f in Session(KEY, SCHEME).serialize(msg, msg.identities)]
     original = _frames(sample)
     at = original.index(DELIM)
     # Metadata, content and buffers go out exactly as they came in.
