@@ -353,8 +353,10 @@ async def launch_pool(
         reuse: reset kernels that come back and hand them out again.
         cwd: the kernels' working directory (default: ours); a hand-out can
             run elsewhere with ``pool.kernel(cwd=...)``.
-        env, extra_arguments, startup_timeout, shutdown_timeout: as for
-            :func:`launch`.
+        env: as for :func:`launch`.
+        extra_arguments: as for :func:`launch`.
+        startup_timeout: as for :func:`launch`.
+        shutdown_timeout: as for :func:`launch`.
         reset_timeout: seconds the reset (and the change of directory at a
             hand-out) may take; a kernel that takes longer is replaced.
         start: instead of launching, start each kernel with this (a function
