@@ -255,9 +255,10 @@ def main() -> None:
         kids = {name: m.median("children_cpu") for name, m in measured.items()}
         pool = wall["sidecar run -j 4 (pool; trio)"]
         reuse = wall["sidecar run -j 4 --reuse"]
-        papermill, nbclient = wall["papermill (4 processes)"], wall[
-            "nbclient (jupyter execute, 4 processes)"
-        ]
+        papermill, nbclient = (
+            wall["papermill (4 processes)"],
+            wall["nbclient (jupyter execute, 4 processes)"],
+        )
         # The pool starts about NOTEBOOKS + JOBS kernels, --reuse JOBS: the
         # difference in the kernels' CPU is what the extra starts cost.
         start_cpu = (
