@@ -12,7 +12,10 @@ repository or a grading run pays them.  Variants:
   notebooks;
 - papermill and nbclient (``jupyter execute``) as one runs them from a shell
   loop: a process per notebook, four at a time (``xargs -P 4``);
-- papermill with ``--engine sidecar``, the same way.
+- papermill with ``--engine sidecar``, the same way;
+- and, for what a process per notebook costs, papermill and nbclient in one
+  process: four papermill calls at a time in threads, four nbclient runs at a
+  time on one asyncio loop (as ``bench_notebooks`` runs them).
 
 A second table runs one notebook of 200 small cells with papermill's default
 engine and with ``--engine sidecar`` (one process each), and with ``sidecar
@@ -143,6 +146,44 @@ def _nbclient(out: Path) -> Callable[[Path], list[str]]:
     return command
 
 
+def _papermill_threads(paths: list[Path], out: Path) -> Callable[[], None]:
+    import papermill  # type: ignore[import-not-found,unused-ignore]
+
+    def one(path: Path) -> None:
+        papermill.execute_notebook(
+            str(path), str(out / f"pmt-{path.name}"), kernel_name="python3", progress_bar=False
+        )
+
+    def run() -> None:
+        with ThreadPoolExecutor(JOBS) as pool:
+            list(pool.map(one, paths))
+
+    return run
+
+
+def _nbclient_loop(paths: list[Path]) -> Callable[[], None]:
+    import asyncio
+
+    from nbclient import NotebookClient
+
+    async def one(path: Path, limit: asyncio.Semaphore) -> None:
+        async with limit:
+            nb = nbformat.read(path, as_version=4)
+            client = NotebookClient(
+                nb, kernel_name="python3", timeout=60, resources={"metadata": {"path": path.parent}}
+            )
+            await client.async_execute()
+
+    async def all_of_them() -> None:
+        limit = asyncio.Semaphore(JOBS)
+        await asyncio.gather(*(one(p, limit) for p in paths))
+
+    def run() -> None:
+        asyncio.run(all_of_them())
+
+    return run
+
+
 # -- timing ------------------------------------------------------------------------------
 
 
@@ -245,6 +286,8 @@ def main() -> None:
             "papermill --engine sidecar (4 processes)": _processes(
                 small, _papermill(out, "--engine", "sidecar")
             ),
+            "papermill (4 threads, one process)": _papermill_threads(small, out),
+            "nbclient (4 at once, one process)": _nbclient_loop(small),
             "sidecar run -j 4, no pool": _sidecar(small, out, "trio", pool_size=0),
             "sidecar run -j 4 (pool; trio)": _sidecar(small, out, "trio"),
             "sidecar run -j 4 (pool; asyncio)": _sidecar(small, out, "asyncio"),
