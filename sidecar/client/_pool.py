@@ -226,6 +226,7 @@ class KernelPool:
     async def _keep(self) -> None:
         """Start one kernel, offer it, and stop it when it is done with."""
         counted = True
+        cancelled = False
         slot: _Slot | None = None
         try:
             async with self._start() as kernel:
@@ -247,12 +248,18 @@ class KernelPool:
                     self._send.send_nowait(e)
                     return
             log.warning("a pooled kernel failed: %s", e)
+        except anyio.get_cancelled_exc_class():
+            # The pool is being cancelled: a replacement would only be
+            # cancelled in turn (and replaced again, until the pool closes).
+            cancelled = True
+            raise
         finally:
             if slot is not None:
                 self._slots.discard(slot)
             if counted:
                 self._counted -= 1
-            self._fill()
+            if not cancelled:
+                self._fill()
 
     async def _offer(self, slot: _Slot) -> bool:
         """Offer the kernel until it comes back; whether to offer it again."""
