@@ -189,6 +189,9 @@ def _nbclient_loop(paths: list[Path]) -> Callable[[], None]:
 
 @dataclass
 class Measured:
+    count: int
+    """Notebooks per run."""
+    error: str = ""
     wall: list[float] = field(default_factory=list)
     client_cpu: list[float] = field(default_factory=list)
     children_cpu: list[float] = field(default_factory=list)
@@ -217,50 +220,81 @@ def _kernels_quiet() -> Iterator[None]:
         os.close(devnull)
 
 
-def _time(runs: dict[str, Callable[[], None]], repeat: int) -> dict[str, Measured]:
-    measured = {name: Measured() for name in runs}
+def _time(runs: dict[str, tuple[int, Callable[[], None]]], repeat: int) -> dict[str, Measured]:
+    measured = {name: Measured(count) for name, (count, _) in runs.items()}
     for _ in range(repeat):
-        for name, run in runs.items():
+        for name, (_, run) in runs.items():
+            m = measured[name]
+            if m.error:
+                continue
             print(f"  {name} ...", file=sys.stderr, flush=True)
             self0, children0 = _cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN)
             started = time.perf_counter()
-            with _kernels_quiet():
-                run()
-            m = measured[name]
+            try:
+                with _kernels_quiet():
+                    run()
+            except Exception as e:  # a peer failing is a result too
+                m.error = f"{type(e).__name__}: {e}".splitlines()[0][:100]
+                continue
             m.wall.append(time.perf_counter() - started)
             m.client_cpu.append(_cpu(resource.RUSAGE_SELF) - self0)
             m.children_cpu.append(_cpu(resource.RUSAGE_CHILDREN) - children0)
     return measured
 
 
-def _table(
-    title: str, measured: dict[str, Measured], baseline: str, count: int, notes: list[str]
-) -> Table:
-    base = measured[baseline].median("wall")
+def _rate(m: Measured) -> float:
+    return m.count / m.median("wall") if m.wall else float("nan")
+
+
+def _table(title: str, measured: dict[str, Measured], baseline: str, notes: list[str]) -> Table:
+    base = _rate(measured[baseline])
     rows = []
     for name, m in measured.items():
-        wall = m.median("wall")
+        if not m.wall:
+            rows.append([name, str(m.count), "-", "-", "-", "-", "-", f"failed: {m.error}"])
+            continue
         rows.append(
             [
                 name,
-                f"{wall:.1f}",
-                f"{count / wall:.2f}",
-                fmt_ratio(base / wall),
+                str(m.count),
+                f"{m.median('wall'):.1f}",
+                f"{_rate(m):.2f}",
+                fmt_ratio(_rate(m) / base),
                 f"{m.median('client_cpu'):.1f}",
                 f"{m.median('children_cpu'):.1f}",
+                "",
             ]
         )
     return Table(
         title,
-        ["variant", "wall s", "notebooks/s", f"vs {baseline}", "client CPU s", "children CPU s"],
-        "<>>>>>",
+        [
+            "variant",
+            "notebooks",
+            "wall s",
+            "notebooks/s",
+            f"vs {baseline}",
+            "client CPU s",
+            "children CPU s",
+            "",
+        ],
+        "<>>>>>><",
         rows,
         notes,
     )
 
 
 def main() -> None:
-    args = parse_args(__doc__, default_repeat=1)
+    args = parse_args(
+        __doc__,
+        default_repeat=1,
+        add_arguments=lambda parser: parser.add_argument(
+            "--process-notebooks",
+            type=int,
+            metavar="N",
+            help="notebooks for the process-per-notebook variants (default: all of them); "
+            "throughput is compared as notebooks/s",
+        ),
+    )
     if find_spec("papermill") is None:
         raise SystemExit("bench_throughput needs papermill (pip install -e '.[bench]')")
     data: dict[str, Any] = {
@@ -279,29 +313,31 @@ def main() -> None:
             _write(root / f"nb{i:02d}" / f"small{i:02d}.ipynb", CELLS) for i in range(notebooks)
         ]
         big = [_write(root / "big" / "big.ipynb", cells_big)]
+        few = small[: args.process_notebooks or notebooks]
 
+        n, k = len(small), len(few)
         batch = {
-            "papermill (4 processes)": _processes(small, _papermill(out)),
-            "nbclient (jupyter execute, 4 processes)": _processes(small, _nbclient(out)),
-            "papermill --engine sidecar (4 processes)": _processes(
-                small, _papermill(out, "--engine", "sidecar")
+            "papermill (4 processes)": (k, _processes(few, _papermill(out))),
+            "nbclient (jupyter execute, 4 processes)": (k, _processes(few, _nbclient(out))),
+            "papermill --engine sidecar (4 processes)": (
+                k,
+                _processes(few, _papermill(out, "--engine", "sidecar")),
             ),
-            "papermill (4 threads, one process)": _papermill_threads(small, out),
-            "nbclient (4 at once, one process)": _nbclient_loop(small),
-            "sidecar run -j 4, no pool": _sidecar(small, out, "trio", pool_size=0),
-            "sidecar run -j 4 (pool; trio)": _sidecar(small, out, "trio"),
-            "sidecar run -j 4 (pool; asyncio)": _sidecar(small, out, "asyncio"),
-            "sidecar run -j 4 --reuse": _sidecar(small, out, "trio", reuse=True),
+            "papermill (4 threads, one process)": (n, _papermill_threads(small, out)),
+            "nbclient (4 at once, one process)": (n, _nbclient_loop(small)),
+            "sidecar run -j 4, no pool": (n, _sidecar(small, out, "trio", pool_size=0)),
+            "sidecar run -j 4 (pool; trio)": (n, _sidecar(small, out, "trio")),
+            "sidecar run -j 4 (pool; asyncio)": (n, _sidecar(small, out, "asyncio")),
+            "sidecar run -j 4 --reuse": (n, _sidecar(small, out, "trio", reuse=True)),
         }
         measured = _time(batch, args.repeat)
-        wall = {name: m.median("wall") for name, m in measured.items()}
-        kids = {name: m.median("children_cpu") for name, m in measured.items()}
+        # Compared as time per notebook, since the counts may differ.
+        wall = {name: 1 / _rate(m) for name, m in measured.items()}
+        kids = {name: m.median("children_cpu") if m.wall else 0.0 for name, m in measured.items()}
         pool = wall["sidecar run -j 4 (pool; trio)"]
         reuse = wall["sidecar run -j 4 --reuse"]
-        papermill, nbclient = (
-            wall["papermill (4 processes)"],
-            wall["nbclient (jupyter execute, 4 processes)"],
-        )
+        papermill = wall["papermill (4 processes)"]
+        nbclient = wall["nbclient (jupyter execute, 4 processes)"]
         # The pool starts about NOTEBOOKS + JOBS kernels, --reuse JOBS: the
         # difference in the kernels' CPU is what the extra starts cost.
         start_cpu = (
@@ -324,12 +360,11 @@ def main() -> None:
         ]
         tables.append(
             _table(
-                f"Throughput: {notebooks} notebooks x {CELLS} small cells, 4 at a time "
-                f"(median of {args.repeat}; vs papermill = papermill's wall / the variant's, "
-                ">1 means faster)",
+                f"Throughput: notebooks of {CELLS} small cells, 4 at a time "
+                f"(median of {args.repeat}; vs papermill = the variant's notebooks/s / "
+                "papermill's, >1 means faster)",
                 measured,
                 "papermill (4 processes)",
-                notebooks,
                 notes,
             )
         )
@@ -337,9 +372,12 @@ def main() -> None:
         data["kernel_start_cpu_s"] = start_cpu
 
         single = {
-            "papermill": _processes(big, _papermill(out)),
-            "papermill --engine sidecar": _processes(big, _papermill(out, "--engine", "sidecar")),
-            "sidecar run": _sidecar(big, out, "trio"),
+            "papermill": (1, _processes(big, _papermill(out))),
+            "papermill --engine sidecar": (
+                1,
+                _processes(big, _papermill(out, "--engine", "sidecar")),
+            ),
+            "sidecar run": (1, _sidecar(big, out, "trio")),
         }
         measured = _time(single, args.repeat)
         tables.append(
@@ -348,7 +386,6 @@ def main() -> None:
                 f"(median of {args.repeat}; process start, kernel start-up included)",
                 measured,
                 "papermill",
-                1,
                 [],
             )
         )
