@@ -27,6 +27,11 @@ from .client._handlers import Handler as Handler
 from .client._kernel import Kernel as Kernel, StdinCallback as StdinCallback
 from .client._launch import connect as connect, launch as launch
 from .client._outputs import Outputs as Outputs, apply_stream_controls as apply_stream_controls
+from .client._pool import (
+    KernelPool as KernelPool,
+    PoolStatistics as PoolStatistics,
+    launch_pool as launch_pool,
+)
 from .client._remote import connect_server as connect_server
 from .client._widgets import Widgets as Widgets
 from .kernel._channels import ChannelStatistics as ChannelStatistics
@@ -99,6 +104,7 @@ __all__ = [
     "Kernel",
     "KernelDied",
     "KernelError",
+    "KernelPool",
     "KernelProcess",
     "KernelRestarted",
     "KernelSpec",
@@ -113,6 +119,7 @@ __all__ = [
     "NotebookDocument",
     "NotebookError",
     "Output",
+    "PoolStatistics",
     "Outputs",
     "RawCell",
     "Refuse",
@@ -132,6 +139,7 @@ __all__ = [
     "find_kernelspecs",
     "get_kernelspec",
     "launch",
+    "launch_pool",
     "new_code_cell",
     "new_markdown_cell",
     "new_notebook",

@@ -339,3 +339,47 @@ async def test_outputs_arrive_while_the_cell_runs(tmp_path: Path) -> None:
     events = Recorded(wants_outputs=True)
     await run_planned([result], RunOptions(allow_errors=True), events=events)
     assert events.outputs == [(0, "stream"), (1, "display_data"), (1, "error")]
+
+
+# -- the kernel pool (sidecar run -j N) ------------------------------------------------
+
+
+def _where_notebooks(tmp_path: Path, count: int) -> list[Path]:
+    """Notebooks in directories of their own, each importing a module beside it."""
+    paths = []
+    for i in range(count):
+        folder = tmp_path / f"dir{i}"
+        folder.mkdir()
+        (folder / f"beside{i}.py").write_text(f"NAME = 'module {i}'\n")
+        paths.append(
+            write(
+                folder / "nb.ipynb",
+                new_code_cell(f"import os, beside{i}\nprint(os.getcwd() == {str(folder)!r})"),
+                new_code_cell(f"print(beside{i}.NAME)\nprint('leak' in globals())"),
+                new_code_cell("leak = 1\nleak"),
+            )
+        )
+    return paths
+
+
+def _cells(path: Path) -> list[tuple[Any, Any]]:
+    nb = nbformat.read(path.with_name("nb.out.ipynb"), as_version=4)
+    return [(c.execution_count, c.outputs) for c in nb.cells]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("pool_size", "reuse"), [(None, False), (1, True), (2, True)])
+async def test_pooled_runs_equal_fresh_kernels_in_each_notebooks_directory(
+    tmp_path: Path, pool_size: int | None, reuse: bool
+) -> None:
+    paths = _where_notebooks(tmp_path, 4)
+    results = await run_files(paths, jobs=2, pool_size=0)
+    assert [r.status for r in results] == ["ok"] * 4, [r.error for r in results]
+    fresh = [_cells(p) for p in paths]
+    assert fresh[0][0][1][0]["text"] == "True\n"
+    assert fresh[0][1][1][0]["text"] == "module 0\nFalse\n"
+    results = await run_files(paths, jobs=2, pool_size=pool_size, reuse=reuse)
+    assert [r.status for r in results] == ["ok"] * 4, [r.error for r in results]
+    # Same outputs and execution counts: the directory change was silent,
+    # and a reused kernel was reset (no `leak` from the notebook before).
+    assert [_cells(p) for p in paths] == fresh

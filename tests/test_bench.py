@@ -42,10 +42,11 @@ def test_stats_of_known_values() -> None:
     stats = sidecar.bench.BenchStats.of([5.0, 1.0, 4.0, 2.0, 3.0])
     assert (stats.count, stats.mean, stats.median, stats.min, stats.max) == (5, 3.0, 3.0, 1.0, 5.0)
     assert stats.stdev == pytest.approx(math.sqrt(2.5))
+    assert stats.p95 == pytest.approx(4.8)
     assert stats.p99 == pytest.approx(4.96)
     assert stats.spread == pytest.approx(2 / 3)  # quartiles 2 and 4, median 3
     one = sidecar.bench.BenchStats.of([0.25])
-    assert (one.p99, one.stdev, one.spread) == (0.25, 0.0, 0.0)
+    assert (one.p95, one.p99, one.stdev, one.spread) == (0.25, 0.25, 0.0, 0.0)
     with pytest.raises(ValueError, match="no values"):
         sidecar.bench.BenchStats.of([])
 
@@ -107,7 +108,7 @@ async def test_code_samples_stats_and_json(anyio_backend: str) -> None:
 
     data = json.loads(result.to_json())
     wall = data["variants"][0]["wall"]
-    assert set(wall) == {"count", "mean", "median", "p99", "min", "max", "stdev", "spread"}
+    assert set(wall) == {"count", "mean", "median", "p95", "p99", "min", "max", "stdev", "spread"}
     assert wall["median"] == v.wall.median
     assert len(data["variants"][0]["samples"]) == 8
     assert msgspec.json.decode(result.to_json(), type=sidecar.bench.BenchResult) == result
@@ -289,3 +290,50 @@ def test_notebook_kernel_time_counts_cells_run_now_and_takes_naive_dates_as_utc(
         cell("2026-01-01T00:00:01", "2026-01-01T00:00:01.500000+00:00"),
     )
     assert notebook_kernel_seconds(mixed) == pytest.approx(0.75)
+
+
+# -- --save and --compare ------------------------------------------------------------
+
+
+def _scaled(path: Path, factor: float) -> Path:
+    """A copy of a saved result whose wall times are ``factor`` times as long."""
+    data = json.loads(path.read_text())
+    for variant in data["variants"]:
+        for key in ("mean", "median", "p95", "p99", "min", "max"):
+            variant["wall"][key] *= factor
+    scaled = path.with_name(f"scaled-{factor}.json")
+    scaled.write_text(json.dumps(data))
+    return scaled
+
+
+def test_save_and_compare_fail_on_a_regression(tmp_path: Path) -> None:
+    saved = tmp_path / "before.json"
+    done = sidecar_cli("bench", "pass", "-n", "5", "--name", "nothing", "--save", str(saved))
+    assert done.returncode == 0, done.stderr
+    before = msgspec.json.decode(saved.read_bytes(), type=sidecar.bench.BenchResult)
+    assert [v.name for v in before.variants] == ["nothing"]
+
+    # Against a result ten times slower: faster now, no regression.
+    slow = _scaled(saved, 10.0)
+    done = sidecar_cli("bench", "pass", "-n", "5", "--name", "nothing", "--compare", str(slow))
+    assert done.returncode == 0, done.stderr
+    assert "median wall time against the previous result" in done.stdout
+    assert "REGRESSION" not in done.stdout
+
+    # Against one a hundred times faster: a regression, exit status 1.
+    fast = _scaled(saved, 0.01)
+    args = ["bench", "pass", "-n", "5", "--name", "nothing", "--compare", str(fast)]
+    done = sidecar_cli(*args, "--threshold", "0.5")
+    assert done.returncode == 1
+    assert "REGRESSION" in done.stdout
+    assert "slower than" in done.stderr
+    assert "'nothing'" in done.stderr
+    assert_no_kernels_left()
+
+
+def test_compare_with_a_file_that_is_not_a_result_is_a_usage_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"variants": 3}')
+    done = sidecar_cli("bench", "pass", "--compare", str(bad))
+    assert done.returncode == 2
+    assert "not a result saved by --save" in done.stderr

@@ -162,6 +162,8 @@ def test_a_missing_notebook_stops_the_batch_before_any_kernel(
         (["run", "{nb}", "--start-timeout", "0"], "argument --start-timeout"),
         (["run", "{nb}", "--save-every", "-1"], "argument --save-every"),
         (["run", "{nb}", "-j", "0"], "argument -j/--jobs: expected a whole number >= 1"),
+        (["run", "{nb}", "--reuse", "--pool-size", "0"], "--reuse needs the pool"),
+        (["run", "{nb}", "--pool-size", "-1"], "argument --pool-size"),
         (["run", "{nb}", "-p", "x"], "-p needs a NAME and a VALUE"),
         (["run", "{nb}", "-p", "my-name", "1"], "a parameter name must be a Python name"),
         (["run", "{nb}", "-y", "[1, 2]"], "expected a YAML mapping"),

@@ -134,9 +134,10 @@ def _shell_commands(block: Block) -> list[str]:
         line = _PIP_INSTALL.sub("", line).strip()
         if not line or _TEST_SUITE.match(line):
             continue
-        if not line.startswith("sidecar "):
+        if not line.startswith(("sidecar ", "papermill ")):
             raise AssertionError(
-                f"{block.id}: the docs tests run only `sidecar` commands in sh blocks, "
+                f"{block.id}: the docs tests run only `sidecar` and `papermill` commands "
+                "in sh blocks, "
                 f"not {line!r}; teach tests/test_docs.py, or mark the block "
                 "<!-- docs-test: skip REASON -->"
             )
@@ -154,9 +155,13 @@ def _scratch_dir() -> Path:
 
 
 def _bin_dir() -> Path:
-    """``python`` and ``sidecar`` commands that mean this interpreter's."""
+    """``python``, ``sidecar`` and ``papermill`` commands that mean this interpreter's."""
     bin_dir = Path(tempfile.mkdtemp(prefix="sidecar-docs-bin-"))
-    for name, command in (("python", ""), ("sidecar", " -m sidecar")):
+    for name, command in (
+        ("python", ""),
+        ("sidecar", " -m sidecar"),
+        ("papermill", " -m papermill"),
+    ):
         shim = bin_dir / name
         shim.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)}{command} "$@"\n')
         shim.chmod(0o755)

@@ -54,6 +54,8 @@ class BenchStats(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     count: int
     mean: float
     median: float
+    """The 50th percentile (p50)."""
+    p95: float
     p99: float
     min: float
     max: float
@@ -69,15 +71,18 @@ class BenchStats(msgspec.Struct, frozen=True, kw_only=True, gc=False):
             raise ValueError("no values")
         median = statistics.median(values)
         if len(values) < 2:
-            p99, stdev, iqr = values[0], 0.0, 0.0
+            p95 = p99 = values[0]
+            stdev, iqr = 0.0, 0.0
         else:
-            p99 = statistics.quantiles(values, n=100, method="inclusive")[98]
+            percentiles = statistics.quantiles(values, n=100, method="inclusive")
+            p95, p99 = percentiles[94], percentiles[98]
             q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
             stdev, iqr = statistics.stdev(values), q3 - q1
         return cls(
             count=len(values),
             mean=statistics.fmean(values),
             median=median,
+            p95=p95,
             p99=p99,
             min=min(values),
             max=max(values),
@@ -173,7 +178,7 @@ class BenchResult(msgspec.Struct, frozen=True, kw_only=True):
             f"{order} ({self.backend}); client peak RSS {_fmt_bytes(self.client_max_rss)}"
         )
         times: list[tuple[str, ...]] = [
-            ("variant", "time", "median", "p99", "min", "max", "mean", "stdev", "spread")
+            ("variant", "time", "median", "p95", "p99", "min", "max", "mean", "stdev", "spread")
         ]
         for v in self.variants:
             measures = [("wall", v.wall), ("kernel", v.kernel), ("overhead", v.overhead)]
@@ -182,7 +187,15 @@ class BenchResult(msgspec.Struct, frozen=True, kw_only=True):
             for label, stats in measures:
                 if stats is None:
                     continue
-                values = (stats.median, stats.p99, stats.min, stats.max, stats.mean, stats.stdev)
+                values = (
+                    stats.median,
+                    stats.p95,
+                    stats.p99,
+                    stats.min,
+                    stats.max,
+                    stats.mean,
+                    stats.stdev,
+                )
                 times.append(
                     (
                         _short(v.name) if first else "",
@@ -217,6 +230,39 @@ class BenchResult(msgspec.Struct, frozen=True, kw_only=True):
                 )
             )
         return "\n\n".join([header, _table(times, left=2), _table(usage, left=1)])
+
+    def compare(self, previous: BenchResult, *, threshold: float = 0.10) -> tuple[str, list[str]]:
+        """Each variant's median wall time against ``previous`` (variants matched
+        by name), as a text table, and the names of the variants slower than
+        before by more than ``threshold`` (0.10: 10 %), for a CI check.
+
+        A variant of only one of the two results is listed, never a regression.
+        """
+        before = {v.name: v for v in previous.variants}
+        rows: list[tuple[str, ...]] = [("variant", "before", "now", "change", "")]
+        slower: list[str] = []
+        for v in self.variants:
+            old = before.pop(v.name, None)
+            if old is None:
+                rows.append((_short(v.name), "-", _fmt_seconds(v.wall.median), "new", ""))
+                continue
+            change = v.wall.median / old.wall.median - 1 if old.wall.median > 0 else 0.0
+            regressed = change > threshold
+            if regressed:
+                slower.append(v.name)
+            rows.append(
+                (
+                    _short(v.name),
+                    _fmt_seconds(old.wall.median),
+                    _fmt_seconds(v.wall.median),
+                    f"{change:+.1%}",
+                    "REGRESSION" if regressed else "",
+                )
+            )
+        for name, old in before.items():
+            rows.append((_short(name), _fmt_seconds(old.wall.median), "-", "gone", ""))
+        header = f"median wall time against the previous result (threshold +{threshold:.0%})"
+        return header + "\n\n" + _table(rows, left=1), slower
 
 
 def _table(rows: Sequence[Sequence[str]], *, left: int) -> str:

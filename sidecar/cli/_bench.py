@@ -63,6 +63,23 @@ def add_bench(commands: Any) -> None:
         help="seconds a run (a notebook's cell) may take",
     )
     timing.add_argument("--json", action="store_true", help="print JSON, every run included")
+    timing.add_argument(
+        "--save", type=Path, metavar="FILE", help="also write the result as JSON to FILE"
+    )
+    timing.add_argument(
+        "--compare",
+        type=Path,
+        metavar="FILE",
+        help="compare each variant's median with a result saved before (--save); "
+        "exit 1 if one is slower by more than --threshold",
+    )
+    timing.add_argument(
+        "--threshold",
+        type=partial(seconds, zero=True),
+        default=0.10,
+        metavar="RATIO",
+        help="the slowdown --compare tolerates (0.10: 10%%)",
+    )
 
 
 async def _bench(args: argparse.Namespace) -> int:
@@ -102,6 +119,22 @@ async def _bench(args: argparse.Namespace) -> int:
         print(f"sidecar: {e}", file=sys.stderr)
         return USAGE
     print(result.to_json().decode() if args.json else result.render())
+    if args.save is not None:
+        try:
+            args.save.write_bytes(result.to_json())
+        except OSError as e:
+            print(f"sidecar: cannot write --save {args.save}: {e.strerror or e}", file=sys.stderr)
+            return FAILED
+    if args.compare is not None:
+        table, slower = result.compare(args.previous, threshold=args.threshold)
+        print(table, file=sys.stderr if args.json else sys.stdout)
+        if slower:
+            names = ", ".join(repr(name) for name in slower)
+            print(
+                f"sidecar: slower than {args.compare} by more than {args.threshold:.0%}: {names}",
+                file=sys.stderr,
+            )
+            return FAILED
     return OK
 
 
@@ -111,5 +144,19 @@ def prepare_bench(args: argparse.Namespace) -> Callable[[], Awaitable[int]]:
     if len(args.name) > len(args.code) + len(args.notebook):
         raise UsageError("more --name than things to time")
     check_readable(args.notebook)
+    args.previous = None
+    if args.compare is not None:
+        import msgspec
+
+        from ..bench import BenchResult
+
+        try:
+            args.previous = msgspec.json.decode(args.compare.read_bytes(), type=BenchResult)
+        except OSError as e:
+            raise UsageError(f"--compare {args.compare}: {e.strerror or e}") from None
+        except msgspec.DecodeError as e:
+            raise UsageError(
+                f"--compare {args.compare}: not a result saved by --save: {e}"
+            ) from None
     args.code = [sys.stdin.read() if code == "-" else code for code in args.code]
     return partial(_bench, args)

@@ -282,6 +282,19 @@ def _add_run(commands: Any) -> None:
     execution.add_argument(
         "-j", "--jobs", type=count(1), default=1, help="notebooks run at once (1)"
     )
+    execution.add_argument(
+        "--pool-size",
+        type=count(0),
+        metavar="N",
+        help="local IPython kernels kept started ahead when several notebooks run "
+        "(default: as many as --jobs; 0: no pool, a kernel launched per notebook)",
+    )
+    execution.add_argument(
+        "--reuse",
+        action="store_true",
+        help="run the next notebook on a pooled kernel once reset (%%reset -f; "
+        "imported modules and global side effects persist)",
+    )
     add_server_options(execution)
     shown = run.add_argument_group("what is printed")
     shown.add_argument("--show", action="store_true", help="print the outputs when done")
@@ -429,6 +442,8 @@ def _prepare_run(
     check_server(args.server)
     if args.server is not None and args.cwd is not None:
         raise UsageError("--cwd is for local kernels: a server starts its kernels where it runs")
+    if args.reuse and (args.server is not None or args.pool_size == 0):
+        raise UsageError("--reuse needs the pool of local kernels (not --server, --pool-size 0)")
     if args.cwd is not None and not args.cwd.is_dir():
         raise UsageError(f"--cwd {args.cwd}: no such directory")
     options = RunOptions(
@@ -443,6 +458,8 @@ def _prepare_run(
         save_every=args.save_every,
         server=args.server,
         token=args.token,
+        pool_size=args.pool_size,
+        reuse=args.reuse,
     )
     display = TerminalRun(
         results,

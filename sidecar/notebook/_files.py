@@ -1,9 +1,14 @@
 """Running notebook files, one or many at once, as ``sidecar run`` does.
 
-Each notebook gets its own kernel (started in the notebook's directory unless
-told otherwise).  With ``jobs > 1`` up to that many run at once; a kernel is
-launched for the next notebook while the current ones still run, so start-up
-overlaps with execution.  Notebooks start in the order given, one failing
+Each notebook gets its own kernel, whose code runs in the notebook's
+directory unless told otherwise.  With ``jobs > 1`` up to that many run at
+once.  Running more than one notebook on local IPython kernels, the kernels
+come from a pool (:func:`~sidecar.launch_pool`) that keeps ``pool_size`` of
+them started ahead, so start-up overlaps with execution; the pool's kernels
+start in our directory, and each changes to its notebook's directory
+(``os.chdir``, silently) when it is handed out.  Without a pool, a kernel is
+launched in the notebook's directory for each notebook, one ahead of the
+running ones.  Notebooks start in the order given, one failing
 does not stop the others, and each output notebook is written whatever
 happened, with everything run so far.
 
@@ -26,9 +31,10 @@ from typing import Any, Final, Literal, final
 import anyio
 import msgspec
 
-from .._exceptions import KernelError, SidecarError
+from .._exceptions import KernelError, NoSuchKernel, SidecarError
 from ..client._kernel import Kernel
 from ..client._launch import launch
+from ..client._pool import KernelPool, launch_pool
 from ..client._remote import connect_server
 from ..kernel._kernelspec import KernelSpec, get_kernelspec
 from ..wire import Message
@@ -116,6 +122,14 @@ class RunOptions(msgspec.Struct, kw_only=True, frozen=True):
     starts there (:func:`~sidecar.connect_server`), not on a local one."""
     token: str | None = None
     """The server's token (``JUPYTER_TOKEN`` if None)."""
+    pool_size: int | None = None
+    """Kernels kept started ahead (:func:`~sidecar.launch_pool`); None: as many
+    as ``jobs`` when more than one notebook runs; 0: no pool.  Only for local
+    IPython kernels: the notebooks of another kernelspec (their own, or
+    ``kernel_name``) get a kernel each as without a pool."""
+    reuse: bool = False
+    """Reset a pooled kernel after its notebook and run the next one on it
+    (``%reset -f``; modules stay imported, see :func:`~sidecar.launch_pool`)."""
 
 
 class RunEvents:
@@ -442,7 +456,15 @@ async def _prepare(run: _Run) -> Notebook:
     return notebook
 
 
-async def _run_one(run: _Run, turn: _Turns, index: int) -> None:
+@final
+class _Pooled(msgspec.Struct, frozen=True):
+    """The batch's kernel pool, and the kernelspec its kernels are of."""
+
+    pool: KernelPool
+    name: str
+
+
+async def _run_one(run: _Run, turn: _Turns, index: int, pooled: _Pooled | None) -> None:
     """Run one notebook and write the result, whatever happens."""
     result, options, events = run.result, run.options, run.events
     began = time.monotonic()
@@ -458,28 +480,24 @@ async def _run_one(run: _Run, turn: _Turns, index: int) -> None:
             result.error = str(e) if isinstance(e, NotebookError) else f"{result.path}: {e}"
             return
         name = options.kernel_name or notebook.metadata.get("kernelspec", {}).get("name")
+        if pooled is not None and (name or "python3") == pooled.name:
+            # A pooled kernel is taken once the turn came: taken earlier, it
+            # would sit idle while a notebook before it still waits.
+            queued = time.monotonic()
+            async with turn.slot(index):
+                has_turn = True
+                waited = time.monotonic() - queued
+                async with pooled.pool.kernel(cwd=_code_directory(options, result.path)) as kernel:
+                    process = kernel.process
+                    ended = await _execute(run, notebook, kernel)
+            return
         async with _open_kernel(name, options, result.path) as kernel:
             process = kernel.process
             queued = time.monotonic()
             async with turn.slot(index):
                 has_turn = True
                 waited = time.monotonic() - queued
-                run.last_save = time.monotonic()
-                events.started(result)
-                try:
-                    await run_notebook(
-                        notebook,
-                        kernel,
-                        timeout=options.timeout,
-                        allow_errors=options.allow_errors,
-                        parameters=options.parameters or None,
-                        on_cell=run.on_cell,
-                        **run.hooks,
-                    )
-                    result.status = "ok"
-                finally:
-                    await run.save()
-                    ended = time.monotonic()
+                ended = await _execute(run, notebook, kernel)
     except anyio.get_cancelled_exc_class():
         # Cancelled before its first cell, it did not start; after, what ran was written.
         result.status = "interrupted" if has_turn else "not started"
@@ -498,6 +516,47 @@ async def _run_one(run: _Run, turn: _Turns, index: int) -> None:
         events.done(result)
 
 
+async def _execute(run: _Run, notebook: Notebook, kernel: Kernel) -> float:
+    """Run the notebook's cells on ``kernel`` and write it; when it ended."""
+    result, options = run.result, run.options
+    run.last_save = time.monotonic()
+    run.events.started(result)
+    try:
+        await run_notebook(
+            notebook,
+            kernel,
+            timeout=options.timeout,
+            allow_errors=options.allow_errors,
+            parameters=options.parameters or None,
+            on_cell=run.on_cell,
+            **run.hooks,
+        )
+        result.status = "ok"
+    finally:
+        await run.save()
+    return time.monotonic()
+
+
+def _code_directory(options: RunOptions, path: Path) -> Path:
+    """Where a notebook's code runs: ``cwd``, else the notebook's directory."""
+    return options.cwd or path.parent.resolve()
+
+
+def _pool_spec(results: Sequence[NotebookResult], options: RunOptions, jobs: int) -> str | None:
+    """The kernelspec of the batch's pool, or None for no pool."""
+    size = options.pool_size
+    if size is None:
+        size = jobs if len(results) > 1 else 0
+    if size <= 0 or options.server is not None:
+        return None
+    name = options.kernel_name or "python3"
+    try:
+        spec = get_kernelspec(name)
+    except NoSuchKernel:
+        return None  # each notebook fails on its own, as without a pool
+    return name if _is_ipython(spec) else None
+
+
 def _open_kernel(
     name: str | None, options: RunOptions, path: Path
 ) -> AbstractAsyncContextManager[Kernel]:
@@ -514,7 +573,7 @@ def _open_kernel(
     spec = get_kernelspec(name)
     return launch(
         name,
-        cwd=options.cwd or path.parent.resolve(),
+        cwd=_code_directory(options, path),
         startup_timeout=options.startup_timeout,
         extra_arguments=kernel_arguments(spec, history_in_memory=options.history_in_memory),
     )
@@ -561,19 +620,43 @@ async def run_planned(
     """Run the notebooks of :func:`plan_runs`, up to ``jobs`` at once,
     filling in their results as they go.
 
-    Kernels start in the given order, and runs too; one kernel more than
-    ``jobs`` is started ahead so start-up overlaps with execution.  Cancelled
-    (Ctrl-C), the running notebooks are interrupted and written, and those
-    not started yet keep the status ``"not started"``.
+    Runs start in the given order.  With a pool (see
+    :attr:`RunOptions.pool_size`) its kernels start ahead; without, one kernel
+    more than ``jobs`` is launched ahead.  Either way start-up overlaps with
+    execution.  Cancelled (Ctrl-C), the running notebooks are interrupted and
+    written, those not started yet keep the status ``"not started"``, and
+    every kernel is stopped.
     """
     events = events or RunEvents()
     jobs = max(1, jobs)
+    name = _pool_spec(results, options, jobs)
+    if name is None:
+        await _run_all(results, options, jobs, events, None)
+        return
+    spec = get_kernelspec(name)
+    async with launch_pool(
+        name,
+        size=options.pool_size or jobs,
+        reuse=options.reuse,
+        startup_timeout=options.startup_timeout,
+        extra_arguments=kernel_arguments(spec, history_in_memory=options.history_in_memory),
+    ) as pool:
+        await _run_all(results, options, jobs, events, _Pooled(pool, name))
+
+
+async def _run_all(
+    results: Sequence[NotebookResult],
+    options: RunOptions,
+    jobs: int,
+    events: RunEvents,
+    pooled: _Pooled | None,
+) -> None:
     kernels = anyio.Semaphore(jobs + 1 if len(results) > jobs else jobs)
     turns = _Turns(jobs, len(results))
 
     async def one(index: int, run: _Run) -> None:
         try:
-            await _run_one(run, turns, index)
+            await _run_one(run, turns, index, pooled)
         finally:
             kernels.release()
 
@@ -594,6 +677,8 @@ async def run_files(
     parameters: Mapping[str, Any] | None = None,
     cwd: Path | None = None,
     jobs: int = 1,
+    pool_size: int | None = None,
+    reuse: bool = False,
     events: RunEvents | None = None,
 ) -> list[NotebookResult]:
     """Run notebook files, up to ``jobs`` at once; one result per file, in order.
@@ -608,6 +693,8 @@ async def run_files(
         allow_errors=allow_errors,
         parameters=dict(parameters or {}),
         cwd=cwd,
+        pool_size=pool_size,
+        reuse=reuse,
     )
     await run_planned(results, options, jobs=jobs, events=events)
     return results
