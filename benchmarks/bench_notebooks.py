@@ -36,37 +36,15 @@ from typing import Any
 import anyio
 import nbformat
 from nbclient import NotebookClient
-from nbformat.v4 import new_code_cell, new_notebook
 
 from benchmarks._harness import Table, emit, environment, fmt_ratio, parse_args
+from benchmarks._workloads import write_notebook
 from sidecar.notebook._files import run_files
 
 CELLS_BIG = 200
 NOTEBOOKS = 16
 CELLS_SMALL = 10
 JOBS = 4
-
-
-def _cell(i: int) -> Any:
-    kind = i % 4
-    if kind == 0:
-        return new_code_cell(f"x{i} = {i}\nprint('cell', x{i})")
-    if kind == 1:
-        return new_code_cell(f"from IPython.display import display\ndisplay({{'cell': {i}}})")
-    if kind == 2:
-        return new_code_cell(f"[k * k for k in range({i % 17})]")
-    return new_code_cell(f"import sys\nsys.stdout.write('{i}\\n')")
-
-
-def _write(path: Path, cells: int) -> Path:
-    nb = new_notebook(
-        cells=[_cell(i) for i in range(cells)],
-        metadata={
-            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
-        },
-    )
-    nbformat.write(nb, path)
-    return path
 
 
 def _sidecar(paths: list[Path], out: Path, jobs: int, backend: str) -> Callable[[], None]:
@@ -157,8 +135,8 @@ def main() -> None:
         root = Path(tmp)
         out = root / "out"
         out.mkdir()
-        big = [_write(root / "big.ipynb", CELLS_BIG)]
-        small = [_write(root / f"small{i}.ipynb", CELLS_SMALL) for i in range(NOTEBOOKS)]
+        big = [write_notebook(root / "big.ipynb", CELLS_BIG)]
+        small = [write_notebook(root / f"small{i}.ipynb", CELLS_SMALL) for i in range(NOTEBOOKS)]
         workloads = {
             f"1 notebook x {CELLS_BIG} cells": (big, 1),
             f"{NOTEBOOKS} notebooks x {CELLS_SMALL} cells, -j {JOBS}": (small, JOBS),

@@ -50,9 +50,9 @@ from typing import Any
 
 import anyio
 import nbformat
-from nbformat.v4 import new_code_cell, new_notebook
 
 from benchmarks._harness import Table, emit, environment, fmt_ratio, parse_args
+from benchmarks._workloads import write_notebook
 from sidecar.notebook._files import run_files
 
 NOTEBOOKS = 64
@@ -61,29 +61,6 @@ CELLS_BIG = 200
 JOBS = 4
 QUICK_NOTEBOOKS = 8
 QUICK_CELLS_BIG = 20
-
-
-def _cell(i: int) -> Any:
-    kind = i % 4
-    if kind == 0:
-        return new_code_cell(f"x{i} = {i}\nprint('cell', x{i})")
-    if kind == 1:
-        return new_code_cell(f"from IPython.display import display\ndisplay({{'cell': {i}}})")
-    if kind == 2:
-        return new_code_cell(f"[k * k for k in range({i % 17})]")
-    return new_code_cell(f"import sys\nsys.stdout.write('{i}\\n')")
-
-
-def _write(path: Path, cells: int) -> Path:
-    nb = new_notebook(
-        cells=[_cell(i) for i in range(cells)],
-        metadata={
-            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
-        },
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, path)
-    return path
 
 
 # -- the variants ----------------------------------------------------------------------
@@ -310,9 +287,10 @@ def main() -> None:
         cells_big = QUICK_CELLS_BIG if args.quick else CELLS_BIG
         # Each notebook in a directory of its own, as in a repository.
         small = [
-            _write(root / f"nb{i:02d}" / f"small{i:02d}.ipynb", CELLS) for i in range(notebooks)
+            write_notebook(root / f"nb{i:02d}" / f"small{i:02d}.ipynb", CELLS)
+            for i in range(notebooks)
         ]
-        big = [_write(root / "big" / "big.ipynb", cells_big)]
+        big = [write_notebook(root / "big" / "big.ipynb", cells_big)]
         few = small[: args.process_notebooks or notebooks]
 
         n, k = len(small), len(few)

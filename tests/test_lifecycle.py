@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -17,6 +16,7 @@ from typing import TypeVar
 import anyio
 import pytest
 from conftest import kernel_processes_of
+from frontends import in_thread
 from jupyter_client.blocking import BlockingKernelClient
 from jupyter_client.manager import KernelManager
 
@@ -26,26 +26,6 @@ from sidecar.wire import ErrorReply, ExecuteReply, KernelInfoReply, Message, Str
 pytestmark = [pytest.mark.anyio, pytest.mark.kernel]
 
 T = TypeVar("T")
-
-
-def _oracle(fn: Callable[[], T]) -> Callable[[], T]:
-    """Run a jupyter_client call in a worker thread, closing the private event
-    loop jupyter_client makes there (else it leaks into a later test's warnings)."""
-
-    def run() -> T:
-        try:
-            return fn()
-        finally:
-            policy = asyncio.get_event_loop_policy()
-            try:
-                loop = policy.get_event_loop()
-            except RuntimeError:
-                pass
-            else:
-                loop.close()
-                policy.set_event_loop(None)
-
-    return run
 
 
 def _alive(pid: int) -> bool:
@@ -160,12 +140,12 @@ async def _kernel_started_by_jupyter_client(
     """A kernel that jupyter_client's (blocking) KernelManager owns, not us."""
     manager = KernelManager(kernel_name=kernel_name)
     manager.connection_file = str(tmp_path / "kernel.json")
-    await anyio.to_thread.run_sync(_oracle(manager.start_kernel))
+    await in_thread(manager.start_kernel)
     try:
         yield manager
     finally:
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(_oracle(lambda: manager.shutdown_kernel(now=True)))
+            await in_thread(lambda: manager.shutdown_kernel(now=True))
 
 
 async def test_connect_to_a_kernel_started_by_someone_else(tmp_path: Path) -> None:
@@ -200,7 +180,7 @@ async def test_jupyter_client_can_drive_a_kernel_we_launched(transport: str) -> 
             finally:
                 client.stop_channels()
 
-        content = await anyio.to_thread.run_sync(_oracle(drive))
+        content = await in_thread(drive)
         assert content["status"] == "ok"
         seen: list[Message] = []
         await kernel.execute("print(x)", handlers=[seen.append])
@@ -425,8 +405,9 @@ async def test_restart_by_someone_else_fails_waiting_requests(tmp_path: Path) ->
     async with _kernel_started_by_jupyter_client(tmp_path) as manager:
         async with sidecar.connect(manager.connection_file) as kernel:
             old_session = kernel.kernel_session
-            restart = _oracle(lambda: manager.restart_kernel(now=True))
-            await _waiting_request_fails_on(kernel, lambda: anyio.to_thread.run_sync(restart))
+            await _waiting_request_fails_on(
+                kernel, lambda: in_thread(lambda: manager.restart_kernel(now=True))
+            )
             with anyio.fail_after(30):
                 while True:  # the new kernel may take a moment to bind
                     with anyio.move_on_after(1):
@@ -462,7 +443,10 @@ async def test_a_restart_by_someone_else_slower_than_the_heartbeat_is_survived(
         async with sidecar.connect(manager.connection_file, heartbeat_interval=0.5) as kernel:
             await kernel.execute("marker = 1")
             env = {**os.environ, "SIDECAR_TEST_SLOW_START": "3"}
-            restart = _oracle(lambda: manager.restart_kernel(now=True, env=env))
+
+            def restart() -> None:
+                manager.restart_kernel(now=True, env=env)
+
             failures: list[BaseException] = []
 
             async def waiting() -> None:
@@ -474,7 +458,7 @@ async def test_a_restart_by_someone_else_slower_than_the_heartbeat_is_survived(
             async with anyio.create_task_group() as tg:
                 tg.start_soon(waiting)
                 await anyio.sleep(0.3)
-                await anyio.to_thread.run_sync(restart)
+                await in_thread(restart)
             assert failures, "the waiting request did not fail"
             with anyio.fail_after(5):
                 while kernel.state != "lost":

@@ -32,6 +32,7 @@ import anyio
 import pytest
 import zmq
 from conftest import kernel_processes_of
+from frontends import in_thread
 
 FULL = os.environ.get("SIDECAR_STRESS", "").lower() == "full"
 """The full size (``nox -s stress``) rather than the short one."""
@@ -143,32 +144,6 @@ async def wait_until(predicate: Any, what: str, timeout: float = 10.0) -> float:
 
 
 # -- a kernel that someone else (jupyter_client) owns -----------------------------------
-
-
-def _close_thread_loop(fn: Any) -> Any:
-    """Run a jupyter_client call in a worker thread, closing the private event
-    loop jupyter_client makes there (else it leaks into a later test's warnings)."""
-    import asyncio
-
-    def run() -> Any:
-        try:
-            return fn()
-        finally:
-            policy = asyncio.get_event_loop_policy()
-            try:
-                loop = policy.get_event_loop()
-            except RuntimeError:
-                pass
-            else:
-                loop.close()
-                policy.set_event_loop(None)
-
-    return run
-
-
-async def in_thread(fn: Any) -> Any:
-    """``fn()`` (a blocking jupyter_client call) in a worker thread."""
-    return await anyio.to_thread.run_sync(_close_thread_loop(fn))
 
 
 SLOW_START_VARIABLE = "SIDECAR_STRESS_SLOW_START"
