@@ -1,14 +1,17 @@
-"""The notebooks the notebook benchmarks run: small cells of four kinds."""
+"""What the notebook benchmarks run: small notebooks, and kernels that keep quiet."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
 
-__all__ = ["write_notebook"]
+__all__ = ["kernels_quiet", "write_notebook"]
 
 
 def _cell(i: int) -> Any:
@@ -33,3 +36,22 @@ def write_notebook(path: Path, cells: int) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, path)
     return path
+
+
+@contextlib.contextmanager
+def kernels_quiet() -> Iterator[None]:
+    """Point fd 2 at /dev/null while kernels start, so they inherit it.
+
+    nbclient and papermill start their kernels on TCP, and ipykernel then
+    warns on stderr about unencrypted TCP, once per kernel: hundreds of lines
+    around the tables.  Every implementation runs under this alike.
+    """
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)

@@ -23,12 +23,10 @@ Both workloads are bound by the kernel, not the client: ipykernel takes about
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
@@ -38,7 +36,7 @@ import nbformat
 from nbclient import NotebookClient
 
 from benchmarks._harness import Table, emit, environment, fmt_ratio, parse_args
-from benchmarks._workloads import write_notebook
+from benchmarks._workloads import kernels_quiet, write_notebook
 from sidecar.notebook._files import run_files
 
 CELLS_BIG = 200
@@ -97,31 +95,12 @@ def _papermill(paths: list[Path], out: Path, jobs: int) -> Callable[[], None]:
     return run
 
 
-@contextlib.contextmanager
-def _kernels_quiet() -> Iterator[None]:
-    """Point fd 2 at /dev/null while kernels start, so they inherit it.
-
-    nbclient and papermill start their kernels on TCP, and ipykernel then
-    warns on stderr about unencrypted TCP, once per kernel: hundreds of lines
-    around the tables.  Every implementation runs under this alike.
-    """
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
 def _time(runs: dict[str, Callable[[], None]], repeat: int) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeat):
         for name, run in runs.items():
             started = time.perf_counter()
-            with _kernels_quiet():
+            with kernels_quiet():
                 run()
             times[name].append(time.perf_counter() - started)
     return times

@@ -33,7 +33,6 @@ says where the time goes.  Kernels' stderr goes to /dev/null for all.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import resource
 import statistics
@@ -41,7 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib.util import find_spec
@@ -52,7 +51,7 @@ import anyio
 import nbformat
 
 from benchmarks._harness import Table, emit, environment, fmt_ratio, parse_args
-from benchmarks._workloads import write_notebook
+from benchmarks._workloads import kernels_quiet, write_notebook
 from sidecar.notebook._files import run_files
 
 NOTEBOOKS = 64
@@ -182,21 +181,6 @@ def _cpu(who: int) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-@contextlib.contextmanager
-def _kernels_quiet() -> Iterator[None]:
-    """Point fd 2 at /dev/null while kernels start, so they inherit it
-    (ipykernel warns about unencrypted TCP once per kernel)."""
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
 def _time(runs: dict[str, tuple[int, Callable[[], None]]], repeat: int) -> dict[str, Measured]:
     measured = {name: Measured(count) for name, (count, _) in runs.items()}
     for _ in range(repeat):
@@ -208,7 +192,7 @@ def _time(runs: dict[str, tuple[int, Callable[[], None]]], repeat: int) -> dict[
             self0, children0 = _cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN)
             started = time.perf_counter()
             try:
-                with _kernels_quiet():
+                with kernels_quiet():
                     run()
             except Exception as e:  # a peer failing is a result too
                 m.error = f"{type(e).__name__}: {e}".splitlines()[0][:100]
