@@ -158,8 +158,11 @@ class Action:
 
     async def deliver(self, channel: Channel, message: Message, *, collect_errors: bool) -> None:
         """Give ``message`` to the handlers; keep what they raised, count a malformed message."""
+        errors = await deliver(self.handlers, message)
+        if not errors:
+            return
         malformed: WireError | None = None
-        for error in await deliver(self.handlers, message):
+        for error in errors:
             if isinstance(error, WireError):
                 malformed = error
             elif collect_errors:

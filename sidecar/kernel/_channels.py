@@ -93,6 +93,7 @@ class Channels(Receiver):
         self._settled = anyio.Event()
         self._abort_on_failure: set[anyio.CancelScope] = set()
         self._iopub_seen = anyio.Event()
+        self._iopub_seen_set = False
         self._authentication_error: AuthenticationError | None = None
         self._kernel_session: str | None = None
         self._busy_with: Header | None = None
@@ -194,6 +195,7 @@ class Channels(Receiver):
         in time is lost again, and the next heartbeat it answers retries.
         """
         self._iopub_seen = anyio.Event()
+        self._iopub_seen_set = False
         with anyio.move_on_after(_RECOVERY_TIMEOUT) as scope:
             try:
                 await self.wait_ready()
@@ -399,12 +401,16 @@ class Channels(Receiver):
                 self.handle(Event.NEW_SESSION, f"the kernel restarted (new session on {channel})")
 
     def _on_iopub(self, message: Message) -> None:
-        self._iopub_seen.set()
-        if message.msg_type == "execute_input":
+        if not self._iopub_seen_set:
+            # A plain flag in front of the event: this runs for every iopub message.
+            self._iopub_seen_set = True
+            self._iopub_seen.set()
+        msg_type = message.msg_type
+        if msg_type == "execute_input":
             count = message.content.execution_count
             if isinstance(count, int):
                 self.execution_count = count
-        elif message.msg_type == "status":
+        elif msg_type == "status":
             state = message.content.execution_state
             if state == "busy":
                 self._busy_with = message.parent_header

@@ -55,8 +55,12 @@ class Inbox:
     def put(self, channel: Channel, message: Message) -> None:
         if channel is self.channel:
             self.answered = True
-        self._items.append((channel, message))
-        self._ready.set()
+        items = self._items
+        items.append((channel, message))
+        if len(items) == 1:
+            # Queued messages mean it is set already (see get_nowait): one
+            # set per batch, not one per message of a flood.
+            self._ready.set()
 
     def fail(self, error: BaseException) -> None:
         if self._error is None:

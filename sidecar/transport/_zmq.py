@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from functools import partial
 from typing import Any, Final, final
 
 import anyio
@@ -173,11 +174,9 @@ class ZmqTransport:
         # Shielded: when a scope around the whole block is cancelled, cleanup
         # (interrupting a cancelled execute, a polite shutdown_request) still
         # needs replies to arrive.  The loops stop when the block is left.
-        on_frames = self._on_frames
-
-        def on_message(frames: list[bytes]) -> None:
-            on_frames(channel, frames)
-
+        # A partial, not a closure: it is called for every message, and a
+        # partial adds no Python frame.
+        on_message = partial(self._on_frames, channel)
         with anyio.CancelScope(shield=True):
             while not self._closed:
                 sock = self._sockets[channel]
