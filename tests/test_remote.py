@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -321,3 +322,51 @@ async def test_a_notebook_run_equals_a_local_run(jupyter_server: RunningServer) 
     async with sidecar.launch("python3") as local_kernel:
         await sidecar.run_notebook(local, local_kernel, record_timing=False)
     assert sidecar.write_notebook(remote) == sidecar.write_notebook(local)
+
+
+async def test_a_pool_of_kernels_on_the_server(jupyter_server: RunningServer) -> None:
+    url, token = jupyter_server.url, jupyter_server.token
+    start = partial(sidecar.connect_server, url, token=token, kernel_name="python3")
+    ids: list[str | None] = []
+    before = await _kernels_on(jupyter_server)
+    async with sidecar.launch_pool(size=2, start=start) as pool:
+        for _ in range(3):
+            async with pool.kernel() as kernel:
+                ids.append(kernel.kernel_id)
+                assert kernel.process is None
+                assert (await run(kernel, "print(6 * 7)")).text() == "42\n"
+        assert pool.statistics().handed_out == 3
+    assert len(set(ids)) == 3
+    # Each kernel the pool started is deleted from the server, the last
+    # two (ready, never handed out) included.
+    assert await _kernels_on(jupyter_server) == before
+
+
+async def test_a_reused_kernel_on_the_server_is_reset(
+    jupyter_server: RunningServer, tmp_path: Path
+) -> None:
+    url, token = jupyter_server.url, jupyter_server.token
+    start = partial(sidecar.connect_server, url, token=token, kernel_name="python3")
+    before = await _kernels_on(jupyter_server)
+    async with sidecar.launch_pool(size=1, reuse=True, start=start) as pool:
+        async with pool.kernel(cwd=tmp_path) as kernel:
+            first = kernel.kernel_id
+            await kernel.execute("left_over = 1", raise_on_error=True)
+            assert (await run(kernel, "import os; print(os.getcwd())")).text() == f"{tmp_path}\n"
+        async with pool.kernel() as kernel:
+            assert kernel.kernel_id == first
+            out = await run(kernel, "print('left_over' in globals())")
+            assert out.text() == "False\n"
+            assert pool.statistics().reset == 1
+    assert await _kernels_on(jupyter_server) == before
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.05, 0.3])
+async def test_cancelled_while_starting_leaves_no_kernel_on_the_server(
+    jupyter_server: RunningServer, delay: float
+) -> None:
+    before = await _kernels_on(jupyter_server)
+    with anyio.move_on_after(delay):
+        async with sidecar.connect_server(jupyter_server.url, token=jupyter_server.token):
+            await anyio.sleep_forever()
+    assert await _kernels_on(jupyter_server) == before

@@ -57,7 +57,8 @@ _DEAD: Final = frozenset({"dead", "closed"})
 _RESET: Final = """\
 def _sidecar_reset(ip=get_ipython()):
     import os
-    os.chdir({cwd!r})
+    if {cwd!r} is not None:
+        os.chdir({cwd!r})
     ip.run_line_magic("reset", "-f")
     ip.execution_count = 1
     if getattr(ip, "kernel", None) is not None:
@@ -122,7 +123,8 @@ class KernelPool:
         *,
         size: int,
         reuse: bool,
-        cwd: str,
+        cwd: str | None,
+        local: bool,
         reset_timeout: float,
     ) -> None:
         self._start = start
@@ -130,6 +132,7 @@ class KernelPool:
         self._size = size
         self._reuse = reuse
         self._home = cwd
+        self._local = local
         self._reset_timeout = reset_timeout
         self._send, self._receive = anyio.create_memory_object_stream[_Slot | BaseException](
             math.inf
@@ -184,7 +187,7 @@ class KernelPool:
         try:
             if cwd is not None:
                 await slot.kernel.execute(
-                    _CHDIR.format(cwd=_absolute(cwd)),
+                    _CHDIR.format(cwd=_absolute(cwd) if self._local else os.fspath(cwd)),
                     silent=True,
                     store_history=False,
                     raise_on_error=True,
@@ -359,7 +362,9 @@ async def launch_pool(
         size: kernels kept started ahead (with ``reuse``: kernels in all).
         reuse: reset kernels that come back and hand them out again.
         cwd: the kernels' working directory (default: ours); a hand-out can
-            run elsewhere with ``pool.kernel(cwd=...)``.
+            run elsewhere with ``pool.kernel(cwd=...)``.  With ``start``, a
+            directory on the kernels' machine that a reset returns to
+            (default: none, a reset leaves the directory alone).
         env: as for :func:`launch`.
         extra_arguments: as for :func:`launch`.
         startup_timeout: as for :func:`launch`.
@@ -369,8 +374,10 @@ async def launch_pool(
         start: instead of launching, start each kernel with this (a function
             returning an async context manager of a :class:`Kernel`, e.g.
             ``functools.partial(sidecar.connect_server, url,
-            kernel_name="python3")``); the other launch arguments are then
-            ignored.
+            kernel_name="python3")`` for kernels on a Jupyter Server); the
+            other launch arguments are then ignored, and ``cwd`` in
+            ``pool.kernel(cwd=...)`` is a path on the kernels' machine,
+            passed as given.
 
     Raises:
         NoSuchKernel: no kernelspec of that name (at once).
@@ -378,7 +385,13 @@ async def launch_pool(
     """
     if size < 1:
         raise ValueError(f"a kernel pool needs size >= 1, not {size}")
-    home = _absolute(cwd if cwd is not None else os.curdir)
+    # Where a reset kernel returns to.  A kernel from ``start`` may be on
+    # another machine, where our working directory means nothing: it stays
+    # where it is, unless ``cwd`` says otherwise.
+    if start is not None:
+        home = None if cwd is None else os.fspath(cwd)
+    else:
+        home = _absolute(cwd if cwd is not None else os.curdir)
     if start is None:
         get_kernelspec(kernel_name)
 
@@ -394,7 +407,13 @@ async def launch_pool(
 
     async with open_task_group() as tg:
         pool = KernelPool(
-            start or launcher, tg, size=size, reuse=reuse, cwd=home, reset_timeout=reset_timeout
+            start or launcher,
+            tg,
+            size=size,
+            reuse=reuse,
+            cwd=home,
+            local=start is None,
+            reset_timeout=reset_timeout,
         )
         pool._fill()
         try:

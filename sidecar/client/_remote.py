@@ -102,7 +102,13 @@ async def connect_server(
         token = os.environ.get(_TOKEN_VARIABLE) or None
     async with KernelServer(url, token=token, headers=headers, verify=verify) as server:
         if kernel_id is None:
-            remote = server.kernel(await server.start_kernel(kernel_name, path=path, env=env))
+            # Shielded (the requests have timeouts of their own): cancelled
+            # once the server has made the kernel, we would never learn its
+            # id, and it would stay on the server for good.  A cancellation
+            # meanwhile takes effect in the block below, which deletes it.
+            with anyio.CancelScope(shield=True):
+                new_id = await server.start_kernel(kernel_name, path=path, env=env)
+            remote = server.kernel(new_id)
             started = True
         else:
             remote = server.kernel(kernel_id)
