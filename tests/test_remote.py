@@ -208,6 +208,55 @@ async def test_a_kernel_killed_under_the_server_fails_requests_then_comes_back(
         assert kernel.state == "ready"
 
 
+async def test_a_kernel_deleted_on_the_server_is_dead_not_lost_for_ever(
+    jupyter_server: RunningServer,
+) -> None:
+    """As when a gateway culls an idle kernel: its websocket closes and its id is
+    gone.  The reconnect's 404 is final: waiting and new requests fail with
+    KernelDied naming it, instead of a kernel ``lost`` and retried for good."""
+    async with sidecar.connect_server(jupyter_server.url, token=jupyter_server.token) as kernel:
+        failures: list[BaseException] = []
+
+        async def wait() -> None:
+            try:
+                await kernel.execute("import time; time.sleep(60)")
+            except sidecar.KernelError as e:
+                failures.append(e)
+
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(wait)
+                await anyio.sleep(0.3)
+                async with KernelServer(jupyter_server.url, token=jupyter_server.token) as api:
+                    assert kernel.kernel_id is not None
+                    await api.kernel(kernel.kernel_id).shutdown()
+            while kernel.state != "dead":
+                await anyio.sleep(0.05)
+        assert len(failures) == 1
+        with pytest.raises(sidecar.KernelDied, match="404"):
+            await kernel.execute("1")
+
+
+async def test_a_reconnect_answered_404_is_final(jupyter_server: RunningServer) -> None:
+    """Without the presence check (no heartbeat interval), the reconnect after a
+    drop finds the kernel gone: it stops there, and the kernel is dead."""
+    url, token = jupyter_server.url, jupyter_server.token
+    async with sidecar.connect_server(url, token=token, heartbeat_interval=None) as kernel:
+        async with KernelServer(url, token=token) as api:
+            assert kernel.kernel_id is not None
+            await api.kernel(kernel.kernel_id).shutdown()
+        transport = _transport(kernel)
+        transport.drop_connection()
+        with anyio.fail_after(10):
+            while kernel.state != "dead":
+                await anyio.sleep(0.05)
+        with pytest.raises(
+            sidecar.KernelDied, match=r"\(HTTP 404\); the kernel is gone, not reconnecting"
+        ):
+            await kernel.execute("1")
+        assert transport.reconnects == 0
+
+
 async def test_a_dropped_websocket_reconnects_and_loses_no_output(kernel: sidecar.Kernel) -> None:
     transport = _transport(kernel)
     before = transport.reconnects

@@ -86,8 +86,11 @@ async def connect_server(
         ready_timeout: seconds until the kernel must answer kernel_info.
         shutdown_timeout: seconds the server gets to shut down a kernel we
             started.
-        heartbeat_interval: seconds between websocket pings; a socket silent
-            for two is opened again.  None for none.
+        heartbeat_interval: seconds between websocket pings (a socket silent
+            for two is opened again), and between asking the server whether
+            it still has the kernel (a kernel deleted or culled under us is
+            dead to its requests, :class:`~sidecar.KernelDied`).  None for
+            neither.
 
     Raises:
         TokenRejected: the server refused the token (at the first request).
@@ -127,6 +130,14 @@ async def connect_server(
             ):
                 kernel = Kernel(channels, tg, remote=remote)
                 kernel._start_background()
+                if heartbeat_interval is not None:
+                    tg.start_soon(
+                        _watch_presence,
+                        remote,
+                        channels,
+                        heartbeat_interval,
+                        name="sidecar presence",
+                    )
                 try:
                     await kernel._wait_ready(ready_timeout, remote.channels_url)
                     yield kernel
@@ -135,6 +146,29 @@ async def connect_server(
         finally:
             if started:
                 await _shutdown(remote, shutdown_timeout)
+
+
+async def _watch_presence(remote: RemoteKernel, receiver: Receiver, interval: float) -> None:
+    """Ask the server every ``interval`` s whether it still has the kernel.
+
+    A kernel deleted through the REST API (by another client, or culled)
+    dies without a word on our websocket: jupyter_server keeps the socket
+    open and answers its pings, so a request waiting for the kernel would
+    wait for ever.  Only a 404 is taken as an answer; an unreachable server
+    is the websocket's to notice.
+    """
+    while True:
+        await anyio.sleep(interval)
+        try:
+            await remote.model()
+        except JupyterServerError as e:
+            if e.status == 404:
+                receiver.on_gone(
+                    f"the server no longer has kernel {remote.kernel_id} (HTTP 404): "
+                    "it was shut down through the server, or culled"
+                )
+                return
+            log.debug("could not ask %s for kernel %s: %s", remote.server.url, remote.kernel_id, e)
 
 
 def _open_websocket(

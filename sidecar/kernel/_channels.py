@@ -369,6 +369,9 @@ class Channels(Receiver):
         with suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
             await self.transport.send(channel, message)
 
+    def on_gone(self, reason: str) -> None:
+        self.handle(Event.GONE, reason)
+
     def on_heartbeat(self, answered: bool, waited: float) -> None:
         if answered:
             self.heartbeat_answered = True

@@ -27,6 +27,7 @@ The usual paths::
     READY -> RECOVERING -> READY                          (restarted by someone else)
     READY -> LOST -> RECOVERING -> READY                  (not ours: heartbeat lost, back)
     READY -> DEAD -> RESTARTING -> READY                  (ours: died, restart())
+    READY or LOST -> DEAD                                 (gone from its server for good)
     any -> CLOSED
 """
 
@@ -77,10 +78,15 @@ class Event(enum.Enum):
     """A nanny or gateway published ``status: restarting``."""
     STATUS_DEAD = "status_dead"
     """A nanny or gateway published ``status: dead``."""
+    GONE = "gone"
+    """The kernel can never be reached again: the server no longer has it
+    (deleted or culled), or refuses us now."""
     CLOSE = "close"
 
 
 _Fail = Literal["died", "restarted"] | None
+
+_ALIVE: Final = (State.STARTING, State.READY, State.RESTARTING, State.RECOVERING, State.LOST)
 
 # (state, event, owned) -> (new state, what the waiting requests get).
 # ``owned`` is None where it does not matter.
@@ -109,6 +115,7 @@ _TABLE: Final[dict[tuple[State, Event, bool | None], tuple[State, _Fail]]] = {
     (State.LOST, Event.NEW_SESSION, None): (State.RECOVERING, "restarted"),
     (State.LOST, Event.RESTART_BEGUN, None): (State.RESTARTING, "restarted"),
     (State.DEAD, Event.RESTART_BEGUN, True): (State.RESTARTING, None),
+    **{(state, Event.GONE, None): (State.DEAD, "died") for state in _ALIVE},
 }
 TRANSITIONS: Final = _TABLE
 """Every legal transition: ``(state, event, owned)`` -> ``(state, failure)``.

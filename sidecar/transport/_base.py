@@ -55,6 +55,10 @@ class Receiver(Protocol):
     def on_heartbeat(self, answered: bool, waited: float) -> None:
         """A heartbeat was answered, or went unanswered for ``waited`` seconds."""
 
+    def on_gone(self, reason: str) -> None:
+        """The kernel can never be reached again through this transport (its
+        server deleted it, or refuses us now); ``reason`` says so in words."""
+
 
 class Transport(Protocol):
     """Moves messages between us and a kernel."""

@@ -15,7 +15,10 @@ What it does beyond moving messages:
 - **Reconnecting.**  A dropped connection (closed, reset, or silent for two
   pings) is opened again with the same session id, which is what makes
   jupyter_server replay what it buffered for us meanwhile: no output is lost.
-  What is sent while the socket is down waits for the new one.
+  What is sent while the socket is down waits for the new one.  An answer no
+  retry changes (404 or 410: the kernel was deleted or culled; 401 or 403:
+  we are refused now) ends the reconnecting: the receiver hears
+  ``on_gone``, and the kernel is dead to its requests.
 - **Heartbeat.**  There is no heartbeat channel: a websocket ping stands in
   for it, and the receiver hears of each pong and each miss (and of misses
   while the socket cannot be opened again).  The kernel's own liveness comes
@@ -29,6 +32,7 @@ and stopped when the transport closes.
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import ssl
@@ -83,6 +87,9 @@ _OUTBOX_SIZE: Final = 10_000
 _READ_SIZE: Final = 65_536
 _RECONNECT_DELAY_MIN: Final = 0.05
 _RECONNECT_DELAY_MAX: Final = 2.0
+# Answers to a reconnect that no retry will change: the kernel was deleted
+# or culled (404, 410), or the server refuses us now (401, 403).
+_FINAL_STATUSES: Final = frozenset({401, 403, 404, 410})
 # Two pings without a pong: the connection is dead, open another.
 _MISSES_TO_RECONNECT: Final = 2
 _BROKEN: Final = (
@@ -187,6 +194,8 @@ class WebsocketTransport:
         self._conn: _Connection | None = None
         self._connected = anyio.Event()
         self._closed = False
+        self._gone = False
+        """The kernel can never be reached again: reconnecting stopped."""
         self._scopes: list[anyio.CancelScope] = []
         self._outbox: MemoryObjectSendStream[_Item]
         self._outbox_out: MemoryObjectReceiveStream[_Item]
@@ -285,6 +294,9 @@ class WebsocketTransport:
             try:
                 conn = await self._handshake()
             except JupyterServerError as e:
+                if e.status in _FINAL_STATUSES:
+                    self._give_up(f"{e}; the kernel is gone, not reconnecting")
+                    return None
                 log.warning("reconnecting to %s: %s", self.url, e)
             else:
                 self.reconnects += 1
@@ -293,6 +305,12 @@ class WebsocketTransport:
             await anyio.sleep(delay)
             delay = min(delay * 2, _RECONNECT_DELAY_MAX)
         return None
+
+    def _give_up(self, reason: str) -> None:
+        log.error("%s", reason)
+        self._gone = True
+        self._connected.set()  # nobody waits for a connection that will not come
+        self._receiver.on_gone(reason)
 
     def _use(self, conn: _Connection) -> None:
         self._conn = conn
@@ -415,7 +433,7 @@ class WebsocketTransport:
                 if not conn.closed or isinstance(what, CloseConnection):
                     await self._write(conn, what)
                 continue
-            while not self._closed:
+            while not self._closed and not self._gone:  # once gone, dropped
                 current = self._conn
                 if current is None or current.closed:
                     await self._wait_reconnected(current)
@@ -424,7 +442,7 @@ class WebsocketTransport:
                     break
 
     async def _wait_reconnected(self, conn: _Connection | None) -> None:
-        while self._conn is conn and not self._closed:
+        while self._conn is conn and not self._closed and not self._gone:
             await self._connected.wait()
             if self._conn is conn:
                 await anyio.sleep(_RECONNECT_DELAY_MIN)
@@ -463,7 +481,7 @@ class WebsocketTransport:
         """Ping every ``interval`` s; tell the receiver each pong and each miss."""
         receiver = self._receiver
         misses = 0
-        while not self._closed:
+        while not self._closed and not self._gone:
             conn = self._conn
             started = anyio.current_time()
             if conn is None or conn.closed:
@@ -539,7 +557,7 @@ def _channel(name: str | None) -> Channel:
 
 
 def _refused(url: str, status: int, body: str) -> JupyterServerError:
-    detail = body.strip()[:300]
+    detail = _detail(body)
     if status in (401, 403):
         return TokenRejected(
             f"{url} refused our token (HTTP {status}){': ' + detail if detail else ''}",
@@ -551,6 +569,21 @@ def _refused(url: str, status: int, body: str) -> JupyterServerError:
         url=url,
         status=status,
     )
+
+
+def _detail(body: str) -> str:
+    """What a refusal's body says, in a line: a server's JSON ``message``, a
+    short text, or nothing for an HTML error page (no sentence in it)."""
+    text = body.strip()
+    if text.startswith("<"):
+        return ""
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return text[:300]
+    if isinstance(parsed, dict):
+        return str(parsed.get("message") or parsed.get("reason") or parsed)[:300]
+    return text[:300]
 
 
 @asynccontextmanager
