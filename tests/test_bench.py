@@ -15,7 +15,7 @@ from conftest import kernel_processes_of
 
 import sidecar
 import sidecar.bench
-from sidecar.bench._harness import _variants
+from sidecar.bench._variants import name_variants
 
 pytestmark = pytest.mark.kernel
 
@@ -52,7 +52,7 @@ def test_stats_of_known_values() -> None:
 
 
 def test_variant_names() -> None:
-    found = _variants(
+    found = name_variants(
         [
             "pass",
             "pass",
@@ -68,7 +68,7 @@ def test_variant_names() -> None:
     assert found[5].notebook == "o.ipynb"
     assert found[4].code == "1"
     # A given name wins; a made-up one steps aside.
-    assert [v.name for v in _variants(["1", {"1 #2": "2", "1": "3"}])] == ["1 #3", "1 #2", "1"]
+    assert [v.name for v in name_variants(["1", {"1 #2": "2", "1": "3"}])] == ["1 #3", "1 #2", "1"]
 
 
 # -- the library on real kernels --------------------------------------------------
