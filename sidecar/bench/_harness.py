@@ -42,10 +42,9 @@ from ._results import (
     BenchStats,
     BenchVariant,
     BenchVariantResult,
-    ResourceSample,
     VariantLike,
 )
-from ._sampler import Kernels, can_sample, rss_summary, sample
+from ._sampler import Kernels, can_sample, sample
 from ._variants import check_rate, name_variants, read_source
 
 __all__ = ["run"]
@@ -179,14 +178,14 @@ class _Plan:
         self.messages += after.received - before.received
         self.bytes += after.received_bytes - before.received_bytes
 
-    def result(self, timeline: Sequence[ResourceSample]) -> BenchVariantResult:
+    def result(self, kernels: Kernels) -> BenchVariantResult:
         samples = sorted(self.samples, key=lambda s: s.index)
         kernel = [s.kernel for s in samples if s.kernel is not None]
         overhead = [s.overhead for s in samples if s.overhead is not None]
         launches = [s.launch for s in samples if s.launch is not None]
         waits = [s.wait for s in samples if s.wait is not None]
         first = [s.first_output for s in samples if s.first_output is not None]
-        mean_rss, peak_rss = rss_summary(timeline, self.variant.name)
+        mean_rss, peak_rss = kernels.rss_summary(self.variant.name)
         return BenchVariantResult(
             name=self.variant.name,
             code=self.variant.code,
@@ -722,10 +721,9 @@ async def run(
             raise
         finally:
             sampling.cancel()
-    timeline = kernels_up.timeline()
-    client_mean_rss, client_peak_rss = rss_summary(timeline, None)
+    client_mean_rss, client_peak_rss = kernels_up.rss_summary(None)
     return BenchResult(
-        variants=[plan.result(timeline) for plan in plans],
+        variants=[plan.result(kernels_up) for plan in plans],
         n=n,
         kernels=lanes,
         warmup=warmup,
@@ -741,7 +739,7 @@ async def run(
         sample_interval=sample_interval if can_sample() else None,
         client_mean_rss=client_mean_rss,
         client_peak_rss=client_peak_rss,
-        timeline=timeline,
+        timeline=kernels_up.timeline(),
     )
 
 

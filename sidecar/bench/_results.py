@@ -178,7 +178,8 @@ class BenchVariantResult(msgspec.Struct, frozen=True, kw_only=True):
     """Bytes of those messages, as received (0 where the transport does not
     count them)."""
     kernel_mean_rss: int | None = None
-    """Bytes: the mean of its kernels' sampled RSS (Linux, with sampling)."""
+    """Bytes: the mean of its kernels' sampled RSS while they were up, not
+    starting (Linux, with sampling)."""
     kernel_peak_rss: int | None = None
     """Bytes: the highest sampled RSS of its kernels (Linux, with sampling)."""
     achieved_rate: float | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import final
@@ -15,10 +15,11 @@ import anyio
 from ._probes import cpu_seconds, rss
 from ._results import ResourceSample
 
-__all__ = ["Kernels", "can_sample", "rss_summary", "sample"]
+__all__ = ["Kernels", "can_sample", "sample"]
 
-_Raw = tuple[float, int, float, int]
-"""A sample before it is known whose it is: (t, pid, cpu, rss)."""
+_Raw = tuple[float, int, float, int, bool]
+"""A sample before it is known whose it is: (t, pid, cpu, rss, up), ``up``
+if the process was a kernel up then (not still starting) or the client."""
 
 
 def can_sample() -> bool:
@@ -56,9 +57,22 @@ class Kernels:
         me = os.getpid()
         return [
             ResourceSample(t, self.names.get(pid), pid, cpu, resident)
-            for t, pid, cpu, resident in self.raw
+            for t, pid, cpu, resident, _ in self.raw
             if pid == me or pid in self.names
         ]
+
+    def rss_summary(self, variant: str | None) -> tuple[int | None, int | None]:
+        """The mean and the peak RSS sampled for ``variant``'s kernels while they
+        were up (not while starting: a kernel's start would pull its mean
+        down), or for the client (``variant`` None)."""
+        me = os.getpid()
+        if variant is None:
+            values = [raw[3] for raw in self.raw if raw[1] == me]
+        else:
+            values = [raw[3] for raw in self.raw if raw[4] and self.names.get(raw[1]) == variant]
+        if not values:
+            return None, None
+        return round(statistics.fmean(values)), max(values)
 
 
 async def sample(every: float, kernels: Kernels, started: float) -> None:
@@ -72,10 +86,11 @@ async def sample(every: float, kernels: Kernels, started: float) -> None:
     me = os.getpid()
     while True:
         t = time.perf_counter() - started
-        for pid in (me, *(_children(me) | kernels.up.keys())):
+        up = kernels.up
+        for pid in (me, *(_children(me) | up.keys())):
             cpu, resident = cpu_seconds(pid), rss(pid)
             if cpu is not None and resident is not None:  # None: it just ended
-                kernels.raw.append((t, pid, cpu, resident))
+                kernels.raw.append((t, pid, cpu, resident, pid in up))
         await anyio.sleep(every)
 
 
@@ -87,13 +102,3 @@ def _children(pid: int) -> set[int]:
             with suppress(OSError), open(f"/proc/{pid}/task/{task}/children", "rb") as file:
                 found.update(int(child) for child in file.read().split())
     return found
-
-
-def rss_summary(
-    timeline: Sequence[ResourceSample], variant: str | None
-) -> tuple[int | None, int | None]:
-    """The mean and the peak RSS sampled for ``variant``'s kernels (None: the client)."""
-    values = [s.rss for s in timeline if s.variant == variant]
-    if not values:
-        return None, None
-    return round(statistics.fmean(values)), max(values)

@@ -94,7 +94,10 @@ def add_bench(commands: Any) -> None:
         "--json", action="store_true", help="print JSON, every run and sample included"
     )
     timing.add_argument(
-        "--save", type=Path, metavar="FILE", help="also write the result as JSON to FILE"
+        "--save",
+        type=Path,
+        metavar="FILE",
+        help="also write the result as JSON to FILE (its directory made if need be)",
     )
     timing.add_argument(
         "--compare",
@@ -155,6 +158,7 @@ async def _bench(args: argparse.Namespace) -> int:
     print(result.to_json().decode() if args.json else result.render())
     if args.save is not None:
         try:
+            args.save.parent.mkdir(parents=True, exist_ok=True)
             args.save.write_bytes(result.to_json())
         except OSError as e:
             print(f"sidecar: cannot write --save {args.save}: {e.strerror or e}", file=sys.stderr)
