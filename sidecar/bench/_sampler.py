@@ -89,7 +89,8 @@ async def sample(every: float, kernels: Kernels, started: float) -> None:
         up = kernels.up
         for pid in (me, *(_children(me) | up.keys())):
             cpu, resident = cpu_seconds(pid), rss(pid)
-            if cpu is not None and resident is not None:  # None: it just ended
+            # None: it just ended; no memory: it ended, not yet reaped (a zombie).
+            if cpu is not None and resident:
                 kernels.raw.append((t, pid, cpu, resident, pid in up))
         await anyio.sleep(every)
 
