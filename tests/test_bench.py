@@ -15,7 +15,7 @@ from conftest import kernel_processes_of
 
 import sidecar
 import sidecar.bench
-from sidecar.bench._harness import _variants
+from sidecar.bench._variants import name_variants
 
 pytestmark = pytest.mark.kernel
 
@@ -52,7 +52,7 @@ def test_stats_of_known_values() -> None:
 
 
 def test_variant_names() -> None:
-    found = _variants(
+    found = name_variants(
         [
             "pass",
             "pass",
@@ -68,7 +68,7 @@ def test_variant_names() -> None:
     assert found[5].notebook == "o.ipynb"
     assert found[4].code == "1"
     # A given name wins; a made-up one steps aside.
-    assert [v.name for v in _variants(["1", {"1 #2": "2", "1": "3"}])] == ["1 #3", "1 #2", "1"]
+    assert [v.name for v in name_variants(["1", {"1 #2": "2", "1": "3"}])] == ["1 #3", "1 #2", "1"]
 
 
 # -- the library on real kernels --------------------------------------------------
@@ -94,6 +94,14 @@ async def test_code_samples_stats_and_json(anyio_backend: str) -> None:
     assert 0 < v.wall.min <= v.wall.median <= v.wall.p99 <= v.wall.max
     assert v.kernel.median <= v.wall.median
     assert v.launch is None
+    assert v.wait is None
+    assert v.first_output is None  # "pass" prints nothing
+    assert all(s.first_output is None for s in v.samples)
+    # At least busy, execute_input, idle and the reply, per run.
+    assert v.messages is not None
+    assert v.bytes is not None
+    assert v.messages >= 4 * 8
+    assert v.bytes > 100 * v.messages
     assert v.throughput == pytest.approx(8 / v.elapsed)
     assert v.elapsed >= sum(s.wall for s in v.samples)
     assert v.client_cpu > 0
@@ -112,12 +120,24 @@ async def test_code_samples_stats_and_json(anyio_backend: str) -> None:
     assert wall["median"] == v.wall.median
     assert len(data["variants"][0]["samples"]) == 8
     assert msgspec.json.decode(result.to_json(), type=sidecar.bench.BenchResult) == result
-    assert json.loads(result.to_json(samples=False))["variants"][0]["samples"] == []
+    lean = json.loads(result.to_json(samples=False))
+    assert lean["variants"][0]["samples"] == lean["timeline"] == []
+    # A result saved before these fields existed still loads (for --compare).
+    new = ("first_output", "wait", "messages", "bytes", "kernel_mean_rss", "kernel_peak_rss")
+    for key in ("pool_size", "reuse", "rate", "sample_interval", "timeline"):
+        del data[key]
+    for key in (*new, "achieved_rate", "max_late"):
+        del data["variants"][0][key]
+    old = msgspec.json.decode(json.dumps(data), type=sidecar.bench.BenchResult)
+    assert (old.timeline, old.variants[0].messages, old.pool_size) == ([], None, None)
 
     table = result.render()
     assert "8 runs per variant on 1 python3 kernel, reused kernels, warm-up 1" in table
     for word in ("median", "p99", "spread", "wall", "kernel", "overhead", "runs/s", "MiB"):
         assert word in table
+    for word in ("msgs/run", "KiB/run", "kernel RSS mean/peak", "kernel VmHWM"):
+        assert word in table
+    assert "vs first" not in table  # one variant: nothing to compare with
 
 
 @pytest.mark.anyio
@@ -192,7 +212,109 @@ async def test_notebook_variant(anyio_backend: str, tmp_path: Path) -> None:
     for s in nb.samples:
         assert s.kernel is not None
         assert 0.02 <= s.kernel <= s.wall
+        # The print comes after the sleep, so after 20 ms.
+        assert s.first_output is not None
+        assert 0.02 <= s.first_output <= s.wall
+    assert nb.first_output is not None
+    assert code.first_output is None
     assert path.read_bytes() == before  # timed, not written
+    assert_no_kernels_left()
+
+
+@pytest.mark.anyio
+async def test_first_output_bytes_and_ratios(anyio_backend: str) -> None:
+    variants = {"loud": "import time; time.sleep(0.02); print('x' * 100_000)", "quiet": "pass"}
+    result = await sidecar.bench.run(variants, n=3)
+    loud, quiet = result.variants
+    for s in loud.samples:
+        assert s.first_output is not None
+        assert 0.02 <= s.first_output <= s.wall
+    assert loud.first_output is not None
+    assert loud.first_output.count == 3
+    assert quiet.first_output is None
+    assert loud.bytes is not None
+    assert quiet.bytes is not None
+    assert loud.bytes >= 3 * 100_000 > quiet.bytes
+    table = result.render()
+    assert "first output" in table
+    assert "vs first: the first variant's median wall time / this one's (>1 = faster)" in table
+    ratio = loud.wall.median / quiet.wall.median
+    # Its row of the times table, then of the usage table.
+    _, usage = [line for line in table.splitlines() if line.startswith("quiet ")]
+    assert f"{ratio:.2f}x" in usage.split()
+    assert_no_kernels_left()
+
+
+@pytest.mark.anyio
+async def test_pool_hands_out_kernels_and_reuse_resets_them(anyio_backend: str) -> None:
+    # Raises on a kernel whose namespace saw it before.
+    code = "assert 'seen' not in globals()\nseen = True"
+    result = await sidecar.bench.run(code, n=3, pool_size=2)
+    [v] = result.variants
+    assert (result.pool_size, result.reuse, result.fresh, result.warmup) == (2, False, False, 0)
+    assert len(set(v.pids)) == len(v.pids) == 3  # one kernel per run
+    assert all(s.wait is not None and s.wait >= 0 and s.launch is None for s in v.samples)
+    assert v.wait is not None
+    assert v.wait.count == 3
+    if sys.platform == "linux":
+        assert v.kernel_cpu is not None
+        assert v.kernel_cpu >= 0
+    assert "from a pool of 2 per variant, each used once" in result.render()
+    assert_no_kernels_left()
+
+    # Two kernels in each variant's pool, reset between runs; the variants'
+    # pools are their own.
+    again = await sidecar.bench.run({"a": code, "b": code}, n=4, kernels=2, reuse=True)
+    a, b = again.variants
+    assert (again.pool_size, again.reuse) == (2, True)
+    assert len(a.pids) == len(b.pids) == 2
+    assert set(a.pids).isdisjoint(b.pids)
+    assert {s.pid for s in a.samples} == set(a.pids)
+    assert "reset and reused" in again.render()
+    assert_no_kernels_left()
+
+
+@pytest.mark.anyio
+async def test_open_loop_shows_queueing_past_what_the_kernel_serves(anyio_backend: str) -> None:
+    # A run takes the kernel about 55 ms: it serves about 18 runs a second.
+    code = "import time; time.sleep(0.05)"
+    calm = await sidecar.bench.run(code, n=8, rate=5)
+    flooded = await sidecar.bench.run(code, n=8, rate=40)
+    for result, rate in ((calm, 5), (flooded, 40)):
+        [v] = result.variants
+        assert (result.rate, result.interleave) == (rate, False)
+        assert v.achieved_rate == pytest.approx(rate, rel=0.25)
+        assert v.max_late is not None
+        assert v.max_late >= 0
+        assert all(s.late is not None for s in v.samples)
+        assert f"open loop at {rate} runs/s" in result.render()
+    [c], [f] = calm.variants, flooded.variants
+    # At 5/s each run finds the kernel idle; at 40/s runs queue behind each
+    # other, and each waits longer than the one before.
+    assert c.wall.p95 < 0.15
+    assert f.wall.p95 > 2 * c.wall.p95
+    walls = [s.wall for s in f.samples]
+    assert walls[-1] > walls[0] + 0.15
+    assert f.kernel is not None
+    assert f.kernel.median < 0.1  # the kernel's own time did not grow: the queue did
+
+    # The sampler followed the client and the kernel all along.
+    timeline = flooded.timeline
+    assert flooded.sample_interval == 0.1
+    if sys.platform == "linux":
+        client = [s for s in timeline if s.variant is None]
+        kernel = [s for s in timeline if s.variant == f.name]
+        assert len(client) >= 3
+        assert {s.pid for s in client} == {os.getpid()}
+        assert {s.pid for s in kernel} == set(f.pids)
+        assert [s.t for s in timeline] == sorted(s.t for s in timeline)
+        # Sampled from its start (a kernel just started is small), to when it ran.
+        assert all(s.rss > 0 and s.cpu >= 0 for s in timeline)
+        assert max(s.rss for s in kernel) > 10 * 2**20
+        assert f.kernel_mean_rss is not None
+        assert f.kernel_peak_rss is not None
+        assert 0 < f.kernel_mean_rss <= f.kernel_peak_rss
+        assert flooded.client_peak_rss is not None
     assert_no_kernels_left()
 
 
@@ -217,6 +339,21 @@ async def test_failures_raise_once_and_leave_no_kernel(anyio_backend: str) -> No
         await sidecar.bench.run("pass", kernel_name="no-such-kernel")
     with pytest.raises(sidecar.NotebookError, match="not valid JSON"):
         await sidecar.bench.run(Path(__file__))
+    with pytest.raises(ValueError, match="no pool"):
+        await sidecar.bench.run("pass", fresh=True, reuse=True)
+    with pytest.raises(ValueError, match="no pool"):
+        await sidecar.bench.run("pass", fresh=True, pool_size=2)
+    with pytest.raises(ValueError, match="pool_size"):
+        await sidecar.bench.run("pass", pool_size=0)
+    with pytest.raises(ValueError, match="not with fresh or a pool"):
+        await sidecar.bench.run("pass", rate=5, reuse=True)
+    with pytest.raises(ValueError, match="not notebooks"):
+        await sidecar.bench.run(Path("nb.ipynb"), rate=5)
+    with pytest.raises(ValueError, match="runs per second"):
+        await sidecar.bench.run("pass", rate=0)
+    with pytest.raises(ValueError, match="sample_interval"):
+        await sidecar.bench.run("pass", sample_interval=0)
+    assert_no_kernels_left()
 
 
 # -- the command line -------------------------------------------------------------
@@ -251,6 +388,7 @@ def test_cli_table_names_and_notebooks(tmp_path: Path) -> None:
     assert lines[0].startswith("3 runs per variant on 1 python3 kernel")
     firsts = [line.split("  ")[0] for line in lines if "  wall  " in line]
     assert firsts == ["p", "x = 2", "nb.ipynb"]
+    assert "vs first" in done.stdout
 
 
 def test_cli_failures() -> None:
@@ -262,6 +400,17 @@ def test_cli_failures() -> None:
     assert "needs code or --notebook" in done.stderr
     done = sidecar_cli("bench", "pass", "--name", "a", "--name", "b")
     assert done.returncode == 2
+    for args, says in [
+        (["--fresh", "--reuse"], "not with --reuse"),
+        (["--fresh", "--pool-size", "2"], "not with --pool-size"),
+        (["--rate", "5", "--pool-size", "2"], "--rate runs on kernels of its own"),
+        (["--rate", "0"], "expected runs per second > 0"),
+        (["--rate", "5", "--notebook", __file__], "not with --notebook"),
+    ]:
+        done = sidecar_cli("bench", "pass", *args)
+        assert done.returncode == 2, args
+        assert says in done.stderr
+        assert len(done.stderr.splitlines()) == 1  # one line, no traceback
 
 
 def test_notebook_kernel_time_counts_cells_run_now_and_takes_naive_dates_as_utc() -> None:
@@ -337,3 +486,16 @@ def test_compare_with_a_file_that_is_not_a_result_is_a_usage_error(tmp_path: Pat
     done = sidecar_cli("bench", "pass", "--compare", str(bad))
     assert done.returncode == 2
     assert "not a result saved by --save" in done.stderr
+
+
+def test_cli_pool_without_sampling() -> None:
+    done = sidecar_cli(
+        "bench", "pass", "-n", "2", "--pool-size", "1", "--sample-interval", "0", "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert (data["pool_size"], data["reuse"], data["warmup"]) == (1, False, 0)
+    assert (data["sample_interval"], data["timeline"]) == (None, [])
+    [v] = data["variants"]
+    assert len(set(v["pids"])) == 2
+    assert v["wait"]["count"] == 2

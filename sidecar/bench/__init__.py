@@ -12,6 +12,7 @@ from ._results import (
     BenchStats as BenchStats,
     BenchVariant as BenchVariant,
     BenchVariantResult as BenchVariantResult,
+    ResourceSample as ResourceSample,
     VariantLike as VariantLike,
 )
 
@@ -21,6 +22,7 @@ __all__ = [
     "BenchStats",
     "BenchVariant",
     "BenchVariantResult",
+    "ResourceSample",
     "VariantLike",
     "run",
 ]

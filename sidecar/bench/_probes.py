@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from datetime import datetime, timezone
 from typing import Final, final
 
@@ -13,9 +14,23 @@ import msgspec
 from ..notebook._model import Notebook
 from ..wire import Message
 
-__all__ = ["KernelTimes", "client_max_rss", "cpu_seconds", "max_rss", "notebook_kernel_seconds"]
+__all__ = [
+    "OUTPUTS",
+    "KernelTimes",
+    "client_max_rss",
+    "cpu_seconds",
+    "max_rss",
+    "notebook_kernel_seconds",
+    "rss",
+]
 
 _CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK") if sys.platform != "win32" else 100
+_PAGE_SIZE: Final = os.sysconf("SC_PAGE_SIZE") if sys.platform != "win32" else 4096
+
+OUTPUTS: Final = frozenset({"stream", "display_data", "execute_result", "error"})
+"""The messages that count as a run's output, for its time to first output
+(not ``clear_output`` or ``update_display_data``, which change output shown
+before)."""
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -43,6 +58,16 @@ def max_rss(pid: int) -> int | None:
     return None
 
 
+def rss(pid: int) -> int | None:
+    """The resident memory (``VmRSS``) of a process in bytes, from ``/proc/PID/statm``."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as file:
+            data = file.read()
+    except OSError:
+        return None
+    return int(data.split()[1]) * _PAGE_SIZE
+
+
 def client_max_rss() -> int | None:
     if sys.platform == "win32":
         return None
@@ -54,21 +79,26 @@ def client_max_rss() -> int | None:
 
 @final
 class KernelTimes:
-    """A collector of the two kernel timestamps a run needs, and nothing else.
+    """A collector of what a run needs: the two kernel timestamps, and when
+    its first output arrived; nothing else.
 
     Being a collector (``on_<msg_type>`` methods), it is held only weakly
     once its request is done, so past runs' messages are not kept.
     """
 
-    __slots__ = ("__weakref__", "end", "replied", "started")
+    __slots__ = ("__weakref__", "end", "first_output", "replied", "started")
 
     def __init__(self) -> None:
         self.started: datetime | None = None
         self.replied: datetime | None = None
         self.end: datetime | None = None
+        self.first_output: float | None = None
+        """:func:`time.perf_counter` when the first output arrived."""
 
     def __call__(self, message: Message) -> None:
-        """Every other message: not needed."""
+        """Every other message: only the first output's arrival is kept."""
+        if self.first_output is None and message.msg_type in OUTPUTS:
+            self.first_output = time.perf_counter()
 
     def on_execute_reply(self, message: Message) -> None:
         value = message.metadata.get("started")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 from collections.abc import Mapping, Sequence
@@ -15,6 +16,7 @@ __all__ = [
     "BenchStats",
     "BenchVariant",
     "BenchVariantResult",
+    "ResourceSample",
     "VariantLike",
 ]
 
@@ -110,6 +112,34 @@ class BenchSample(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     overhead: float | None
     launch: float | None = None
     """With ``fresh``: how long the run's kernel took to launch (not in ``wall``)."""
+    wait: float | None = None
+    """With a pool: how long the run waited for its kernel to be handed out
+    (not in ``wall``)."""
+    first_output: float | None = None
+    """Seconds from the start of the run (as for ``wall``) to its first output
+    message (``stream``, ``display_data``, ``execute_result``, ``error``);
+    None if it had none."""
+    late: float | None = None
+    """With ``rate``: how late the run was sent after its scheduled time
+    (included in ``wall``, which counts from the scheduled time)."""
+
+
+@final
+class ResourceSample(msgspec.Struct, frozen=True, gc=False):
+    """What one process used at one moment of the run: the timeline of
+    :attr:`BenchResult.timeline`, read from ``/proc`` (Linux only)."""
+
+    t: float
+    """Seconds since the benchmark started."""
+    variant: str | None
+    """The variant whose kernel this is; None for the client (this process)."""
+    pid: int
+    cpu: float
+    """CPU seconds (user + system) the process used since it started, in
+    clock ticks of usually 10 ms: the CPU share between two samples of one
+    ``pid`` is the difference of ``cpu`` over the difference of ``t``."""
+    rss: int
+    """Bytes of resident memory (``VmRSS``) at ``t``."""
 
 
 @final
@@ -138,6 +168,24 @@ class BenchVariantResult(msgspec.Struct, frozen=True, kw_only=True):
     kernel_max_rss: int | None
     """Bytes: the highest peak RSS among its kernels (Linux only)."""
     samples: list[BenchSample]
+    first_output: BenchStats | None = None
+    """Time to first output, when every run had output."""
+    wait: BenchStats | None = None
+    """With a pool: how long runs waited for a kernel to be handed out."""
+    messages: int | None = None
+    """Messages received from its kernels during its measured runs."""
+    bytes: int | None = None
+    """Bytes of those messages, as received (0 where the transport does not
+    count them)."""
+    kernel_mean_rss: int | None = None
+    """Bytes: the mean of its kernels' sampled RSS while they were up, not
+    starting (Linux, with sampling)."""
+    kernel_peak_rss: int | None = None
+    """Bytes: the highest sampled RSS of its kernels (Linux, with sampling)."""
+    achieved_rate: float | None = None
+    """With ``rate``: the runs per second actually sent (first to last send)."""
+    max_late: float | None = None
+    """With ``rate``: how late the dispatcher sent a run, at worst."""
 
 
 @final
@@ -159,30 +207,82 @@ class BenchResult(msgspec.Struct, frozen=True, kw_only=True):
     """Seconds the whole benchmark took, launches and shutdowns included."""
     client_max_rss: int | None
     """Bytes: this process's peak RSS at the end (None where unknown)."""
+    pool_size: int | None = None
+    """Kernels each variant's pool kept, when runs took kernels from a pool."""
+    reuse: bool = False
+    """Whether the pools reset and reused their kernels."""
+    rate: float | None = None
+    """Open loop: runs per second each variant was sent at."""
+    sample_interval: float | None = None
+    """Seconds between resource samples (None: not sampled)."""
+    client_mean_rss: int | None = None
+    """Bytes: the mean of this process's sampled RSS."""
+    client_peak_rss: int | None = None
+    """Bytes: the highest sampled RSS of this process."""
+    timeline: list[ResourceSample] = msgspec.field(default_factory=list)
+    """The resource samples of the client and of every live kernel, in time
+    order, for plotting."""
+
+    @property
+    def behind(self) -> bool:
+        """With ``rate``: whether the client fell behind its own schedule (a run
+        sent more than one interval late), so that it, not the kernel, limited
+        the rate."""
+        if self.rate is None:
+            return False
+        return any(v.max_late is not None and v.max_late > 1 / self.rate for v in self.variants)
 
     def to_json(self, *, samples: bool = True) -> bytes:
-        """The result as JSON; without ``samples``, the statistics only."""
+        """The result as JSON; without ``samples``, the statistics only (no
+        samples, no timeline)."""
         result = self
         if not samples:
             variants = [msgspec.structs.replace(v, samples=[]) for v in self.variants]
-            result = msgspec.structs.replace(self, variants=variants)
+            result = msgspec.structs.replace(self, variants=variants, timeline=[])
         return msgspec.json.encode(result)
 
     def render(self) -> str:
         """The result as text tables: times per variant, then throughput and resources."""
-        mode = "fresh kernel per run" if self.fresh else "reused kernels"
-        order = "interleaved" if self.interleave else "one variant after another"
-        kernels = f"{self.kernels} {self.kernel_name} kernel{'s' if self.kernels > 1 else ''}"
-        header = (
-            f"{self.n} runs per variant on {kernels}, {mode}, warm-up {self.warmup}, "
-            f"{order} ({self.backend}); client peak RSS {_fmt_bytes(self.client_max_rss)}"
+        return "\n\n".join([self._header(), self._times(), *self._usage()])
+
+    def _header(self) -> str:
+        plural = "s" if self.kernels > 1 else ""
+        if self.pool_size is not None:
+            again = "reset and reused" if self.reuse else "each used once"
+            where = (
+                f", {self.kernels} at a time, on {self.kernel_name} kernels "
+                f"from a pool of {self.pool_size} per variant, {again}"
+            )
+        else:
+            mode = "fresh kernel per run" if self.fresh else "reused kernels"
+            where = f" on {self.kernels} {self.kernel_name} kernel{plural}, {mode}"
+        if self.rate is not None:
+            order = f"open loop at {self.rate:g} runs/s per variant, one variant after another"
+        elif self.interleave:
+            order = "interleaved"
+        else:
+            order = "one variant after another"
+        rss = f"client peak RSS {_fmt_bytes(self.client_max_rss)}"
+        if self.client_mean_rss is not None:
+            rss += f" (sampled: mean {_fmt_bytes(self.client_mean_rss)})"
+        return (
+            f"{self.n} runs per variant{where}, warm-up {self.warmup}, "
+            f"{order} ({self.backend}); {rss}"
         )
+
+    def _times(self) -> str:
         times: list[tuple[str, ...]] = [
             ("variant", "time", "median", "p95", "p99", "min", "max", "mean", "stdev", "spread")
         ]
         for v in self.variants:
-            measures = [("wall", v.wall), ("kernel", v.kernel), ("overhead", v.overhead)]
-            measures.append(("launch", v.launch))
+            measures = [
+                ("wall", v.wall),
+                ("first output", v.first_output),
+                ("kernel", v.kernel),
+                ("overhead", v.overhead),
+                ("launch", v.launch),
+                ("wait", v.wait),
+            ]
             first = True
             for label, stats in measures:
                 if stats is None:
@@ -205,31 +305,53 @@ class BenchResult(msgspec.Struct, frozen=True, kw_only=True):
                     )
                 )
                 first = False
-        usage: list[tuple[str, ...]] = [
-            (
-                "variant",
-                "runs",
-                "runs/s",
-                "client CPU/run",
-                "kernel CPU/run",
-                "kernel peak RSS",
-                "kernels",
-            )
-        ]
+        return _table(times, left=2)
+
+    def _usage(self) -> list[str]:
+        """The usage table, and the lines that explain it."""
+        ab = len(self.variants) > 1
+        head = ["variant", "runs", "runs/s"]
+        if ab:
+            head.append("vs first")
+        head += ["msgs/run", "KiB/run", "client CPU/run", "kernel CPU/run"]
+        head += ["kernel RSS mean/peak", "kernel VmHWM", "kernels"]
+        usage: list[tuple[str, ...]] = [tuple(head)]
+        baseline = self.variants[0].wall.median
         for v in self.variants:
             kernel_cpu = None if v.kernel_cpu is None else v.kernel_cpu / v.runs
-            usage.append(
-                (
-                    _short(v.name),
-                    str(v.runs),
-                    f"{v.throughput:,.1f}",
-                    _fmt_seconds(v.client_cpu / v.runs),
-                    _fmt_seconds(kernel_cpu),
-                    _fmt_bytes(v.kernel_max_rss),
-                    str(len(v.pids)),
-                )
+            row = [_short(v.name), str(v.runs), f"{v.throughput:,.1f}"]
+            if ab:
+                ratio = baseline / v.wall.median if v.wall.median > 0 else math.inf
+                row.append(f"{ratio:.2f}x")
+            row += [
+                "-" if v.messages is None else f"{v.messages / v.runs:,.1f}",
+                "-" if v.bytes is None else f"{v.bytes / v.runs / 1024:,.1f}",
+                _fmt_seconds(v.client_cpu / v.runs),
+                _fmt_seconds(kernel_cpu),
+                _fmt_mean_peak(v.kernel_mean_rss, v.kernel_peak_rss),
+                _fmt_bytes(v.kernel_max_rss),
+                str(len(v.pids)),
+            ]
+            usage.append(tuple(row))
+        notes = []
+        if ab:
+            notes.append(
+                "vs first: the first variant's median wall time / this one's (>1 = faster)"
             )
-        return "\n\n".join([header, _table(times, left=2), _table(usage, left=1)])
+        if self.rate is not None:
+            for v in self.variants:
+                achieved = "-" if v.achieved_rate is None else f"{v.achieved_rate:,.2f}"
+                notes.append(
+                    f"{_short(v.name)}: sent at {achieved} runs/s (asked {self.rate:g}), "
+                    f"at worst {_fmt_seconds(v.max_late)} late"
+                )
+            if self.behind:
+                notes.append(
+                    "the client fell behind its schedule (a run sent more than one interval "
+                    "late): the rate was the client's limit, not only the kernel's"
+                )
+        table = _table(usage, left=1)
+        return [table + "\n" + "\n".join(notes)] if notes else [table]
 
     def compare(self, previous: BenchResult, *, threshold: float = 0.10) -> tuple[str, list[str]]:
         """Each variant's median wall time against ``previous`` (variants matched
@@ -290,6 +412,12 @@ def _fmt_seconds(seconds: float | None) -> str:
 
 def _fmt_bytes(size: int | None) -> str:
     return "-" if size is None else f"{size / 2**20:.1f} MiB"
+
+
+def _fmt_mean_peak(mean: int | None, peak: int | None) -> str:
+    if mean is None or peak is None:
+        return "-"
+    return f"{mean / 2**20:.1f}/{peak / 2**20:.1f} MiB"
 
 
 def _short(name: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -40,9 +41,29 @@ def add_bench(commands: Any) -> None:
         "-k", "--kernels", type=count(1), default=1, help="kernels for each, running at once (1)"
     )
     timing.add_argument(
-        "--warmup", type=count(0), help="untimed runs on each kernel first (1; 0 with --fresh)"
+        "--warmup",
+        type=count(0),
+        help="untimed runs on each kernel first (1; 0 with --fresh or a pool)",
     )
     timing.add_argument("--fresh", action="store_true", help="a new kernel for every run")
+    timing.add_argument(
+        "--pool-size",
+        type=count(1),
+        metavar="N",
+        help="take each run's kernel from a pool of N started ahead, per variant",
+    )
+    timing.add_argument(
+        "--reuse",
+        action="store_true",
+        help="take kernels from a pool (of --pool-size, default -k) that resets and reuses them",
+    )
+    timing.add_argument(
+        "--rate",
+        type=_rate,
+        metavar="R",
+        help="open loop: send each variant's runs at R per second, whatever earlier runs "
+        "are doing (code only; the variants then run one after another)",
+    )
     timing.add_argument(
         "--no-interleave",
         dest="interleave",
@@ -62,9 +83,21 @@ def add_bench(commands: Any) -> None:
         metavar="SECONDS",
         help="seconds a run (a notebook's cell) may take",
     )
-    timing.add_argument("--json", action="store_true", help="print JSON, every run included")
     timing.add_argument(
-        "--save", type=Path, metavar="FILE", help="also write the result as JSON to FILE"
+        "--sample-interval",
+        type=partial(seconds, zero=True),
+        default=0.1,
+        metavar="SECONDS",
+        help="sample the CPU and RSS of the client and kernels this often (0.1; 0: never)",
+    )
+    timing.add_argument(
+        "--json", action="store_true", help="print JSON, every run and sample included"
+    )
+    timing.add_argument(
+        "--save",
+        type=Path,
+        metavar="FILE",
+        help="also write the result as JSON to FILE (its directory made if need be)",
     )
     timing.add_argument(
         "--compare",
@@ -100,9 +133,13 @@ async def _bench(args: argparse.Namespace) -> int:
             kernels=args.kernels,
             warmup=args.warmup,
             fresh=args.fresh,
+            pool_size=args.pool_size,
+            reuse=args.reuse,
+            rate=args.rate,
             interleave=args.interleave,
             kernel_name=args.kernel,
             timeout=args.timeout,
+            sample_interval=args.sample_interval or None,
         )
     except TimeoutError:
         # Before OSError and ValueError: TimeoutError is an OSError.
@@ -121,6 +158,7 @@ async def _bench(args: argparse.Namespace) -> int:
     print(result.to_json().decode() if args.json else result.render())
     if args.save is not None:
         try:
+            args.save.parent.mkdir(parents=True, exist_ok=True)
             args.save.write_bytes(result.to_json())
         except OSError as e:
             print(f"sidecar: cannot write --save {args.save}: {e.strerror or e}", file=sys.stderr)
@@ -138,11 +176,32 @@ async def _bench(args: argparse.Namespace) -> int:
     return OK
 
 
+def _rate(text: str) -> float:
+    """Runs per second: a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected runs per second > 0, got {text!r}")
+    return value
+
+
 def prepare_bench(args: argparse.Namespace) -> Callable[[], Awaitable[int]]:
     if not args.code and not args.notebook:
         raise UsageError("bench needs code or --notebook")
     if len(args.name) > len(args.code) + len(args.notebook):
         raise UsageError("more --name than things to time")
+    if args.fresh and (args.pool_size is not None or args.reuse):
+        given = "--pool-size" if args.pool_size is not None else "--reuse"
+        raise UsageError(f"--fresh launches a kernel per run, from no pool: not with {given}")
+    if args.rate is not None:
+        if args.notebook:
+            raise UsageError("--rate sends code, not notebooks: not with --notebook")
+        if args.fresh or args.pool_size is not None or args.reuse:
+            raise UsageError(
+                "--rate runs on kernels of its own: not with --fresh, --pool-size or --reuse"
+            )
     check_readable(args.notebook)
     args.previous = None
     if args.compare is not None:

@@ -58,6 +58,8 @@ class ChannelStatistics(msgspec.Struct, frozen=True, kw_only=True):
 
     received: int
     """Messages received on every channel, valid or not."""
+    received_bytes: int
+    """Bytes of those messages off the wire (0 if the transport does not count them)."""
     routed: int
     """Messages delivered to the request that caused them."""
     unsolicited: int
@@ -135,6 +137,7 @@ class Channels(Receiver):
         moved = self.transport.statistics()
         return ChannelStatistics(
             received=moved.received,
+            received_bytes=moved.received_bytes,
             routed=self._routed,
             unsolicited=self._unsolicited,
             dropped_invalid=moved.dropped_invalid,

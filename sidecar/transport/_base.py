@@ -33,6 +33,10 @@ class TransportStatistics(msgspec.Struct, frozen=True, kw_only=True):
 
     received: int
     """Messages received on every channel, valid or not."""
+    received_bytes: int = 0
+    """Bytes of those messages, as they came off the wire (every frame; for a
+    websocket, each message's length: characters of a text message).  0 from a
+    transport that does not count them."""
     dropped_invalid: int
     """Dropped before anyone saw them: bad signature, replayed, not a Jupyter message."""
     dropped_oversized: int

@@ -201,6 +201,7 @@ class WebsocketTransport:
         self._outbox_out: MemoryObjectReceiveStream[_Item]
         self._outbox, self._outbox_out = anyio.create_memory_object_stream[_Item](_OUTBOX_SIZE)
         self._received = 0
+        self._received_bytes = 0
         self._dropped_invalid = 0
         self.reconnects = 0
         """How many times the websocket was opened again after it dropped."""
@@ -402,6 +403,7 @@ class WebsocketTransport:
 
     def _on_payload(self, conn: _Connection, data: bytes | bytearray | str) -> None:
         self._received += 1
+        self._received_bytes += len(data)
         channel: str | None = None
         try:
             if conn.v1:
@@ -532,7 +534,10 @@ class WebsocketTransport:
 
     def statistics(self) -> TransportStatistics:
         return TransportStatistics(
-            received=self._received, dropped_invalid=self._dropped_invalid, dropped_oversized=0
+            received=self._received,
+            received_bytes=self._received_bytes,
+            dropped_invalid=self._dropped_invalid,
+            dropped_oversized=0,
         )
 
     def describe(self, channel: Channel) -> str:

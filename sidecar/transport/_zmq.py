@@ -109,6 +109,7 @@ class ZmqTransport:
         self._task_group: anyio.abc.TaskGroup | None = None
         self._closed = False
         self._received = 0
+        self._received_bytes = 0
         self._dropped_invalid = 0
         self._dropped_oversized = 0
         self._watches: dict[Channel, _Watch] = {}
@@ -186,6 +187,7 @@ class ZmqTransport:
 
     def _on_frames(self, channel: Channel, frames: list[bytes]) -> None:
         self._received += 1
+        self._received_bytes += sum(map(len, frames))
         try:
             message = self._session.deserialize(frames)
         except WireError as e:
@@ -287,6 +289,7 @@ class ZmqTransport:
     def statistics(self) -> TransportStatistics:
         return TransportStatistics(
             received=self._received,
+            received_bytes=self._received_bytes,
             dropped_invalid=self._dropped_invalid,
             dropped_oversized=self._dropped_oversized,
         )
