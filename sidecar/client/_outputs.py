@@ -113,6 +113,8 @@ def _count(value: object) -> int | None:
 
 def _transient_display_id(content: Any) -> str | None:
     transient = getattr(content, "transient", None)
+    if not transient:
+        return None  # most outputs: no transient, or an empty one
     display_id = transient.get("display_id") if isinstance(transient, dict) else None
     return display_id if isinstance(display_id, str) else None
 
@@ -185,13 +187,14 @@ class Outputs:
             output["metadata"].update(metadata)
 
     def _display(self, content: Any, output: Output) -> None:
-        problem = output_problem(content.data, content.metadata)
+        data, metadata = content.data, content.metadata
+        problem = output_problem(data, metadata)
         if problem is not None:
             self._reject(output["output_type"], problem)
             return
-        output["data"] = dict(content.data)
-        output["metadata"] = dict(content.metadata)
-        display_id = _transient_display_id(content)
+        output["data"] = dict(data)
+        output["metadata"] = dict(metadata)
+        display_id = _transient_display_id(content) if content.transient else None
         if display_id is not None:
             # A display with an id already shown updates the earlier outputs
             # too, wherever they are (nbclient's _update_display_id).
