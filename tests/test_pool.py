@@ -119,6 +119,23 @@ async def test_reuse_resets_the_kernel(tmp_path: Path) -> None:
     assert _ours() == []
 
 
+async def test_the_reset_compiles_without_a_warning(tmp_path: Path) -> None:
+    """The reset is code run in the kernel: a warning it raises at compile time
+    would be output nobody asked for, or, where warnings are errors, a failed
+    reset and a kernel replaced at every return."""
+    env = {**os.environ, "PYTHONWARNINGS": "error::SyntaxWarning"}
+    async with sidecar.launch_pool(
+        "python3", size=1, reuse=True, cwd=tmp_path, env=env, extra_arguments=ARGS
+    ) as pool:
+        for _ in range(2):
+            async with pool.kernel() as kernel:
+                await kernel.execute("x = 1", raise_on_error=True)
+        await _wait_for(lambda: pool.statistics().reset == 2)
+        stats = pool.statistics()
+        assert (stats.started, stats.replaced) == (1, 0)
+    assert _ours() == []
+
+
 async def test_ready_kernel_that_dies_is_replaced() -> None:
     async with sidecar.launch_pool("python3", size=1, extra_arguments=ARGS) as pool:
         await _wait_for(lambda: pool.statistics().ready == 1)

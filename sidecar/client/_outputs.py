@@ -194,7 +194,7 @@ class Outputs:
             return
         output["data"] = dict(data)
         output["metadata"] = dict(metadata)
-        display_id = _transient_display_id(content) if content.transient else None
+        display_id = _transient_display_id(content)
         if display_id is not None:
             # A display with an id already shown updates the earlier outputs
             # too, wherever they are (nbclient's _update_display_id).

@@ -56,9 +56,7 @@ _DEAD: Final = frozenset({"dead", "closed"})
 # kernel has them, so a reused kernel numbers its cells from 1.
 _RESET: Final = """\
 def _sidecar_reset(ip=get_ipython()):
-    import os
-    if {cwd!r} is not None:
-        os.chdir({cwd!r})
+    {chdir}
     ip.run_line_magic("reset", "-f")
     ip.execution_count = 1
     if getattr(ip, "kernel", None) is not None:
@@ -293,7 +291,9 @@ class KernelPool:
         kernel.handlers.clear()
         try:
             await kernel.execute(
-                _RESET.format(cwd=self._home),
+                _RESET.format(
+                    chdir="pass" if self._home is None else _CHDIR.format(cwd=self._home)
+                ),
                 silent=True,
                 store_history=False,
                 raise_on_error=True,

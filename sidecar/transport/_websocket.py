@@ -296,7 +296,8 @@ class WebsocketTransport:
                 conn = await self._handshake()
             except JupyterServerError as e:
                 if e.status in _FINAL_STATUSES:
-                    self._give_up(f"{e}; the kernel is gone, not reconnecting")
+                    why = "we are refused" if e.status in (401, 403) else "the kernel is gone"
+                    self._give_up(f"{e}; {why}, not reconnecting")
                     return None
                 log.warning("reconnecting to %s: %s", self.url, e)
             else:
