@@ -41,7 +41,8 @@ async def test_stream_merging_with_carriage_return_and_backspace(kernel: sidecar
         "import sys\n"
         "print('a'); print('b')\n"
         "sys.stdout.write('10%\\r'); sys.stdout.flush(); sys.stdout.write('100%\\n')\n"
-        "print('abc\\b\\bX')\n"
+        # Flushed: stdout and stderr go out in the order each is flushed.
+        "print('abc\\b\\bX', flush=True)\n"
         "print('to stderr', file=sys.stderr)",
     )
     assert out.outputs[0] == {

@@ -48,7 +48,10 @@ def _parameterized(path: Path) -> Path:
         path,
         new_markdown_cell("# A report"),
         new_code_cell("x = 1\nname = 'a'", metadata={"tags": ["parameters"]}),
-        new_code_cell("print(x * 2, name)\nimport sys; print('to stderr', file=sys.stderr)"),
+        new_code_cell(
+            # Flushed: stdout and stderr go out in the order each is flushed.
+            "print(x * 2, name, flush=True)\nimport sys; print('to stderr', file=sys.stderr)"
+        ),
         new_code_cell(
             "from IPython.display import HTML, display\ndisplay(HTML('<b>hi</b>'))\nx + 1"
         ),
