@@ -211,9 +211,10 @@ async def test_a_kernel_killed_under_the_server_fails_requests_then_comes_back(
 async def test_a_kernel_deleted_on_the_server_is_dead_not_lost_for_ever(
     jupyter_server: RunningServer,
 ) -> None:
-    """As when a gateway culls an idle kernel: its websocket closes and its id is
-    gone.  The reconnect's 404 is final: waiting and new requests fail with
-    KernelDied naming it, instead of a kernel ``lost`` and retried for good."""
+    """As when another client deletes it, or a gateway culls it: jupyter_server
+    keeps our websocket open and answering pings, so only the presence check
+    (GET api/kernels/{id}, 404) can tell.  The waiting request and new ones fail
+    with KernelDied naming it, instead of waiting for ever."""
     async with sidecar.connect_server(jupyter_server.url, token=jupyter_server.token) as kernel:
         failures: list[BaseException] = []
 
